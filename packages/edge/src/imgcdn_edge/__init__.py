@@ -1,0 +1,1 @@
+"""imgcdn edge: the viewer-request CloudFront Function and the fallback transformer."""

@@ -1,0 +1,1 @@
+"""imgcore: the imgcdn contract (policy, canonical params, key layout) and the pixels."""

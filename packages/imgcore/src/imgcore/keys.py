@@ -1,0 +1,388 @@
+"""The key layout: originals, derivatives, manifests and public paths, as pure functions (R4, R7, R8).
+
+Layout (`{id}` may hold `/`-separated segments; keys are stored decoded, URIs carry them encoded
+with `imgcore.percent.encode_path`):
+
+    original      {class}/{tenant}/{id}                          (originals bucket)
+    derivative    {class}/{tenant}/{id}/{version}/{variant}      (derivatives bucket)
+    manifest      {class}/{tenant}/{id}/{version}/manifest.json  (derivatives bucket)
+    public path   /{class}/{tenant}/{id}/{version}?{canonical query}
+    rewritten URI /{derivative key, encoded}
+
+`class` is `img` for standard content (immutable, cached for a year) or `ugc` for
+takedown-eligible content (cached for at most 60 s, R9). Every version and variant of one image
+lives under `{class}/{tenant}/{id}/`, in the public path and the rewritten URI alike, so one
+trailing-`*` invalidation removes all of it (R8). Parsing goes from the right: the last segment
+of a public path is a version and the last of a derivative key is a variant, and neither form
+can be mistaken for the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from imgcore.errors import InvalidKey
+from imgcore.params import TransformParams
+from imgcore.percent import decode_component, encode_path
+from imgcore.policy import DEFAULT_POLICY, OutputFormat, Policy
+
+__all__ = [
+    "MANIFEST_NAME",
+    "ContentClass",
+    "DerivativeKey",
+    "ImageRef",
+    "content_version",
+    "derivative_key",
+    "parse_derivative_key",
+    "parse_derivative_uri",
+    "parse_public_path",
+    "parse_source_key",
+    "source_key",
+    "validate_image_id",
+    "validate_tenant",
+    "validate_version",
+]
+
+MANIFEST_NAME = "manifest.json"
+VERSION_LENGTH = 16
+MAX_IMAGE_ID_BYTES = 512
+"""UTF-8 bytes; keeps every derivative key well inside S3's 1,024-byte key limit."""
+
+_TENANT = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+_VERSION = re.compile(r"[0-9a-f]{16}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_VARIANT = re.compile(
+    r"(?:w(?P<w>[1-9][0-9]{0,4}))?-?(?:h(?P<h>[1-9][0-9]{0,4}))?-?(?:q(?P<q>[1-9][0-9]{0,2}))?"
+)
+
+
+class ContentClass(StrEnum):
+    """Which cache behaviour an image is served under; the first segment of every key."""
+
+    STANDARD = "img"
+    """Long-lived, immutable per version."""
+    TAKEDOWN = "ugc"
+    """Takedown-eligible (user uploads, anything a tenant flags): max TTL 60 s (R9)."""
+
+
+_CLASSES = {c.value: c for c in ContentClass}
+
+
+def validate_tenant(tenant: str) -> str:
+    """Check a tenant id: 1-32 of `a-z 0-9 -`, starting and ending alphanumeric.
+
+    Args:
+        tenant: The tenant id.
+
+    Returns:
+        The tenant id, unchanged.
+
+    Raises:
+        InvalidKey: The id breaks the rule.
+    """
+    if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
+        msg = (
+            f"tenant {tenant!r} is not valid; allowed: 1-32 characters of a-z, 0-9 and '-', "
+            "starting and ending with a letter or digit"
+        )
+        raise InvalidKey(msg)
+    return tenant
+
+
+def validate_image_id(image_id: str) -> str:
+    """Check an image id: `/`-separated segments, any printable Unicode, at most 512 bytes.
+
+    Spaces, `+`, `%`, `?`, `#` and non-ASCII are allowed and round-trip through URLs; empty
+    segments, `.` and `..`, a leading or trailing `/`, backslashes and control characters are
+    refused so that no id can name another id's path.
+
+    Args:
+        image_id: The image id.
+
+    Returns:
+        The id, unchanged (never normalized: what a user uploads is not altered).
+
+    Raises:
+        InvalidKey: The id breaks the rule.
+    """
+    allowed = (
+        "allowed: 1-512 bytes of UTF-8 in '/'-separated segments, none empty, '.' or '..', "
+        "no backslash or control characters"
+    )
+    if not isinstance(image_id, str) or not image_id:
+        msg = f"image id is empty; {allowed}"
+        raise InvalidKey(msg)
+    try:
+        size = len(image_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        msg = f"image id {image_id!r} is not valid Unicode text; {allowed}"
+        raise InvalidKey(msg) from None
+    if size > MAX_IMAGE_ID_BYTES:
+        msg = f"image id is {size} bytes long; {allowed}"
+        raise InvalidKey(msg)
+    if _CONTROL.search(image_id) or "\\" in image_id:
+        msg = f"image id {image_id!r} holds a control character or backslash; {allowed}"
+        raise InvalidKey(msg)
+    for segment in image_id.split("/"):
+        if segment in ("", ".", ".."):
+            msg = f"image id {image_id!r} has an empty, '.' or '..' segment; {allowed}"
+            raise InvalidKey(msg)
+    return image_id
+
+
+def validate_version(version: str) -> str:
+    """Check a version: 16 lower-case hex digits (see `content_version`).
+
+    Raises:
+        InvalidKey: The version breaks the rule.
+    """
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        msg = f"version {version!r} is not valid; allowed: 16 lower-case hex digits"
+        raise InvalidKey(msg)
+    return version
+
+
+def content_version(data: bytes) -> str:
+    """The version of an original: the first 16 hex digits of its SHA-256 (R7).
+
+    Different bytes make a different version, so a re-upload never serves old derivatives and a
+    launch needs no invalidation; the same bytes make the same version, so a duplicate upload
+    renders nothing new.
+    """
+    return hashlib.sha256(data).hexdigest()[:VERSION_LENGTH]
+
+
+def _content_class(value: str | ContentClass) -> ContentClass:
+    found = _CLASSES.get(str(value))
+    if found is None:
+        names = ", ".join(_CLASSES)
+        msg = f"content class {value!r} is not valid; allowed: {names}"
+        raise InvalidKey(msg)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """One image of one tenant in one content class: everything but the version."""
+
+    tenant: str
+    image_id: str
+    content_class: ContentClass = ContentClass.STANDARD
+
+    def __post_init__(self) -> None:
+        validate_tenant(self.tenant)
+        validate_image_id(self.image_id)
+        object.__setattr__(self, "content_class", _content_class(self.content_class))
+
+    @property
+    def source_key(self) -> str:
+        """The original's key in the originals bucket."""
+        return f"{self.content_class.value}/{self.tenant}/{self.image_id}"
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of every version, variant and manifest of this image (R8)."""
+        return self.source_key + "/"
+
+    @property
+    def invalidation_path(self) -> str:
+        """The one CloudFront invalidation path that covers the public and rewritten URIs (R8)."""
+        return "/" + encode_path(self.prefix) + "*"
+
+    def version_prefix(self, version: str) -> str:
+        """The key prefix of one version's derivatives and manifest."""
+        return f"{self.prefix}{validate_version(version)}/"
+
+    def manifest_key(self, version: str) -> str:
+        """The key of one version's manifest."""
+        return self.version_prefix(version) + MANIFEST_NAME
+
+    def public_path(self, version: str) -> str:
+        """The encoded public path of one version, without a query."""
+        return "/" + encode_path(f"{self.source_key}/{validate_version(version)}")
+
+
+@dataclass(frozen=True, slots=True)
+class DerivativeKey:
+    """A parsed derivative key: which image, which version, which params."""
+
+    image: ImageRef
+    version: str
+    params: TransformParams
+
+    @property
+    def key(self) -> str:
+        """The derivative's key in the derivatives bucket."""
+        return self.image.version_prefix(self.version) + self.params.variant
+
+    @property
+    def uri(self) -> str:
+        """The rewritten URI: the key, encoded, with a leading `/` (R4)."""
+        return "/" + encode_path(self.key)
+
+
+def source_key(
+    tenant: str, image_id: str, content_class: ContentClass | str = ContentClass.STANDARD
+) -> str:
+    """The key of an original in the originals bucket.
+
+    Args:
+        tenant: The tenant id.
+        image_id: The image id.
+        content_class: Standard or takedown-eligible.
+
+    Returns:
+        `{class}/{tenant}/{id}`.
+
+    Raises:
+        InvalidKey: An argument breaks the layout's rules.
+    """
+    return ImageRef(tenant, image_id, _content_class(content_class)).source_key
+
+
+def parse_source_key(key: str) -> ImageRef:
+    """The strict inverse of `source_key`.
+
+    Raises:
+        InvalidKey: The key does not follow the layout.
+    """
+    parts = key.split("/", 2)
+    if len(parts) != 3:
+        msg = f"original key {key!r} does not follow the layout {{class}}/{{tenant}}/{{image id}}"
+        raise InvalidKey(msg)
+    return ImageRef(parts[1], parts[2], _content_class(parts[0]))
+
+
+def derivative_key(
+    tenant: str,
+    image_id: str,
+    version: str,
+    params: TransformParams,
+    content_class: ContentClass | str = ContentClass.STANDARD,
+) -> str:
+    """The key of one derivative in the derivatives bucket, which is also its rewritten URI (R4).
+
+    Args:
+        tenant: The tenant id.
+        image_id: The image id.
+        version: The original's version (see `content_version`).
+        params: Canonical params (from `canonicalize`).
+        content_class: Standard or takedown-eligible.
+
+    Returns:
+        `{class}/{tenant}/{id}/{version}/{variant}`, decoded (use `DerivativeKey.uri` for a URI).
+
+    Raises:
+        InvalidKey: An argument breaks the layout's rules.
+    """
+    ref = ImageRef(tenant, image_id, _content_class(content_class))
+    return DerivativeKey(ref, validate_version(version), params).key
+
+
+def _parse_variant(name: str, policy: Policy) -> TransformParams:
+    layout = "allowed: [w{width}][-h{height}][-q{quality}].{format}, or full.png"
+    stem, dot, ext = name.rpartition(".")
+    if not dot or ext not in {f.value for f in policy.output_formats}:
+        msg = f"variant {name!r} does not name an output format of the policy; {layout}"
+        raise InvalidKey(msg)
+    fmt = OutputFormat(ext)
+    match = _VARIANT.fullmatch(stem)
+    if stem == "full" and not fmt.lossy:
+        return TransformParams(fmt=fmt)
+    if not stem or match is None:
+        msg = f"variant {name!r} is not in the canonical layout; {layout}"
+        raise InvalidKey(msg)
+    w, h, q = (int(v) if v else None for v in match.group("w", "h", "q"))
+    params = TransformParams(fmt=fmt, w=w, h=h, q=q)
+    if params.variant != name:
+        msg = f"variant {name!r} is not in the canonical layout (expected {params.variant!r})"
+        raise InvalidKey(msg)
+    if (w is not None and w not in policy.widths) or (h is not None and h not in policy.heights):
+        msg = f"variant {name!r} is not on the policy's breakpoints"
+        raise InvalidKey(msg)
+    if fmt.lossy and q not in policy.qualities:
+        msg = f"variant {name!r} has no quality on the policy's ladder {list(policy.qualities)}"
+        raise InvalidKey(msg)
+    if not fmt.lossy and q is not None:
+        msg = f"variant {name!r}: {fmt.value} is lossless and takes no q"
+        raise InvalidKey(msg)
+    return params
+
+
+def parse_derivative_key(key: str, policy: Policy = DEFAULT_POLICY) -> DerivativeKey:
+    """The strict inverse of `derivative_key`: only keys it could have produced parse.
+
+    Args:
+        key: A decoded derivative key (no leading `/`).
+        policy: The policy the variant must belong to (a key off the breakpoints is refused, so
+            no request can render a size the edge would never ask for).
+
+    Returns:
+        The parsed key; `parsed.key == key`.
+
+    Raises:
+        InvalidKey: The key does not follow the layout or the policy.
+    """
+    head, sep, variant = key.rpartition("/")
+    head, sep2, version = head.rpartition("/")
+    if not sep or not sep2:
+        msg = f"derivative key {key!r} does not follow {{class}}/{{tenant}}/{{id}}/{{version}}/{{variant}}"
+        raise InvalidKey(msg)
+    parsed = DerivativeKey(parse_source_key(head), validate_version(version), _parse_variant(variant, policy))
+    if parsed.key != key:  # pragma: no cover - guarded by the checks above; kept as the contract
+        msg = f"derivative key {key!r} is not canonical"
+        raise InvalidKey(msg)
+    return parsed
+
+
+def _decode_path(path: str) -> str:
+    if not path.startswith("/"):
+        msg = f"path {path!r} must start with '/'"
+        raise InvalidKey(msg)
+    segments = []
+    for raw in path[1:].split("/"):
+        try:
+            segment = decode_component(raw, plus_is_space=False)
+        except ValueError as exc:
+            msg = f"path segment {raw!r}: {exc}"
+            raise InvalidKey(msg) from None
+        if "/" in segment or "\\" in segment:
+            msg = f"path segment {raw!r} encodes a '/' or '\\'; allowed: plain segments only"
+            raise InvalidKey(msg)
+        segments.append(segment)
+    return "/".join(segments)
+
+
+def parse_derivative_uri(uri: str, policy: Policy = DEFAULT_POLICY) -> DerivativeKey:
+    """Parse a rewritten URI (what the fallback receives) into a derivative key.
+
+    Raises:
+        InvalidKey: The URI is not a canonical derivative URI under the policy.
+    """
+    return parse_derivative_key(_decode_path(uri), policy)
+
+
+def parse_public_path(path: str) -> tuple[ImageRef, str]:
+    """Parse a viewer's public path `/{class}/{tenant}/{id}/{version}`.
+
+    Args:
+        path: The URI path as received (percent-encoded, leading `/`).
+
+    Returns:
+        The image and the version.
+
+    Raises:
+        InvalidKey: The path does not name a versioned image; the message says the layout.
+    """
+    decoded = _decode_path(path)
+    head, sep, version = decoded.rpartition("/")
+    if not sep or head.count("/") < 2:
+        msg = (
+            f"path {path!r} does not name an image; allowed: "
+            "/{class}/{tenant}/{image id}/{version}?w=&h=&fmt=&q="
+        )
+        raise InvalidKey(msg)
+    return parse_source_key(head), validate_version(version)

@@ -1,0 +1,249 @@
+"""The policy: breakpoints, quality ladder, formats, limits and the standard variant set, as data."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "AUTO",
+    "CacheTtls",
+    "DefaultQuality",
+    "Encoding",
+    "InputFormat",
+    "Limits",
+    "OutputFormat",
+    "Policy",
+    "StandardSet",
+]
+
+AUTO = "auto"
+"""The requested format that the edge resolves from `Accept` (R3); never part of a key."""
+
+
+class OutputFormat(StrEnum):
+    """A concrete output format: what a derivative key names and a response carries."""
+
+    JPEG = "jpeg"
+    PNG = "png"
+    WEBP = "webp"
+    AVIF = "avif"
+
+    @property
+    def media_type(self) -> str:
+        """The `Content-Type` of this format."""
+        return f"image/{self.value}"
+
+    @property
+    def has_alpha(self) -> bool:
+        """Whether this format can carry transparency."""
+        return self is not OutputFormat.JPEG
+
+    @property
+    def lossy(self) -> bool:
+        """Whether `q` means anything for this format (PNG output is lossless)."""
+        return self is not OutputFormat.PNG
+
+
+class InputFormat(StrEnum):
+    """A format an original may arrive in; the policy admits a subset (R16)."""
+
+    JPEG = "jpeg"
+    PNG = "png"
+    WEBP = "webp"
+    GIF = "gif"
+    AVIF = "avif"
+    HEIC = "heic"
+    TIFF = "tiff"
+    # Loaders that can reach files or the network: never admitted by default (R16).
+    SVG = "svg"
+    PDF = "pdf"
+
+
+_Frozen = ConfigDict(frozen=True, extra="forbid")
+
+
+class Limits(BaseModel):
+    """What an original may weigh before it is decoded, and what an output may become (R16)."""
+
+    model_config = _Frozen
+
+    max_input_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    """50 MiB: the largest real camera JPEGs are ~25 MB; beyond that is not a photo upload."""
+    max_input_pixels: int = Field(default=100_000_000, gt=0)
+    """100 MP: a 48 MP phone photo fits twice; a decompression bomb (65535x65535 PNG) does not."""
+    max_frames: int = Field(default=300, gt=0)
+    """Frames/pages an animated or multi-page original may declare in its header."""
+    max_output_pixels: int = Field(default=4096 * 4096, gt=0)
+    """16.8 MP: enough for the largest breakpoint of a tall image, bounded encode memory."""
+
+
+class DefaultQuality(BaseModel):
+    """The quality used when a request has no `q`; each value must be a rung of the ladder."""
+
+    model_config = _Frozen
+
+    jpeg: int = 80
+    webp: int = 80
+    avif: int = 60
+    """AVIF at 60 looks like JPEG at 80 in half the bytes."""
+
+    def for_format(self, fmt: OutputFormat) -> int | None:
+        """The default `q` of `fmt`, or None for a lossless format."""
+        match fmt:
+            case OutputFormat.JPEG:
+                return self.jpeg
+            case OutputFormat.WEBP:
+                return self.webp
+            case OutputFormat.AVIF:
+                return self.avif
+            case OutputFormat.PNG:
+                return None
+
+
+class Encoding(BaseModel):
+    """Encoder settings: the size/latency trade-off of each output format."""
+
+    model_config = _Frozen
+
+    avif_effort: int = Field(default=2, ge=0, le=9)
+    """libvips heifsave effort (0 fastest, 9 smallest). AVIF dominates CPU; 2 is ~3x faster than 4."""
+    webp_effort: int = Field(default=4, ge=0, le=6)
+    """libvips webpsave effort; 4 is libwebp's own default balance."""
+    jpeg_progressive: bool = True
+    """Progressive JPEG: smaller above ~10 KB and renders early on slow links."""
+    png_effort: int = Field(default=6, ge=1, le=9)
+    """zlib compression level for PNG output."""
+    background: tuple[int, int, int] = (255, 255, 255)
+    """Colour that alpha is flattened onto when the output format has no alpha channel."""
+
+
+class StandardSet(BaseModel):
+    """The variants that precompute renders for every upload: widths x formats at default q."""
+
+    model_config = _Frozen
+
+    widths: tuple[int, ...] = (160, 320, 480, 640, 960, 1280, 1920, 2560)
+    formats: tuple[OutputFormat, ...] = (OutputFormat.AVIF, OutputFormat.WEBP, OutputFormat.JPEG)
+
+
+class CacheTtls(BaseModel):
+    """`Cache-Control` max-ages, identical from precompute, the fallback and the edge (R9, R11, R13)."""
+
+    model_config = _Frozen
+
+    immutable: int = Field(default=31_536_000, gt=0)
+    """One year for versioned standard content: a version never changes (R7)."""
+    takedown: int = Field(default=60, gt=0, le=60)
+    """Takedown-eligible content: at most 60 s at the edge and in browsers (R9)."""
+    client_error: int = Field(default=10, ge=0, le=300)
+    """4xx answers: short, explicit, so a fixed mistake is visible within seconds (R13)."""
+
+
+class Policy(BaseModel):
+    """Everything that decides which derivatives exist and how they are made.
+
+    One frozen value: imgcore applies it, the CloudFront Function and the CDK cache policy are
+    generated from its JSON (R5), and changing a breakpoint or the ladder is a cache-key
+    migration (R1).
+    """
+
+    model_config = _Frozen
+
+    widths: tuple[int, ...] = (160, 320, 480, 640, 960, 1280, 1920, 2560)
+    """Width breakpoints; a requested `w` snaps up to the next one, never past the last (R2)."""
+    heights: tuple[int, ...] = (160, 320, 480, 640, 960, 1280, 1920, 2560)
+    """Height breakpoints, snapped like widths."""
+    qualities: tuple[int, ...] = (40, 50, 60, 70, 80, 90)
+    """The quality ladder; a requested `q` (1-100) snaps up to the next rung, never past the last."""
+    default_quality: DefaultQuality = DefaultQuality()
+    output_formats: tuple[OutputFormat, ...] = (
+        OutputFormat.AVIF,
+        OutputFormat.WEBP,
+        OutputFormat.JPEG,
+        OutputFormat.PNG,
+    )
+    """Formats a request may name (`jpg` is accepted as an alias of `jpeg`)."""
+    default_format: OutputFormat | Literal["auto"] = AUTO
+    """What a request without `fmt` gets: `auto` negotiates from `Accept`."""
+    auto_preference: tuple[OutputFormat, ...] = (OutputFormat.AVIF, OutputFormat.WEBP)
+    """`fmt=auto` picks the first of these that `Accept` names explicitly with q > 0 (R3)."""
+    auto_fallback: OutputFormat = OutputFormat.JPEG
+    """`fmt=auto` for a client that names none of the above. Set PNG to keep alpha for such clients."""
+    input_formats: tuple[InputFormat, ...] = (
+        InputFormat.JPEG,
+        InputFormat.PNG,
+        InputFormat.WEBP,
+        InputFormat.GIF,
+        InputFormat.AVIF,
+        InputFormat.HEIC,
+    )
+    """Original formats admitted. SVG and PDF can reach files or the network: opt-in only."""
+    limits: Limits = Limits()
+    metadata: Literal["strip", "keep-icc"] = "strip"
+    """Output metadata: `strip` removes EXIF, GPS, XMP, IPTC and ICC (pixels are sRGB, which is
+    what browsers assume for untagged images); `keep-icc` also embeds the sRGB profile."""
+    animation: Literal["first-frame", "reject"] = "first-frame"
+    """Animated originals (GIF, WebP): render the first frame as a still, or refuse them."""
+    encoding: Encoding = Encoding()
+    standard: StandardSet = StandardSet()
+    ttl: CacheTtls = CacheTtls()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for name in ("widths", "heights", "qualities"):
+            values: tuple[int, ...] = getattr(self, name)
+            if not values or list(values) != sorted(set(values)):
+                msg = f"{name} must be a non-empty, strictly increasing list; got {list(values)}"
+                raise ValueError(msg)
+        if self.widths[0] < 1 or self.widths[-1] > 16383:
+            msg = "widths must lie in 1..16383 (the largest side WebP can encode)"
+            raise ValueError(msg)
+        if self.heights[0] < 1 or self.heights[-1] > 16383:
+            msg = "heights must lie in 1..16383 (the largest side WebP can encode)"
+            raise ValueError(msg)
+        if self.qualities[0] < 1 or self.qualities[-1] > 100:
+            msg = "qualities must lie in 1..100"
+            raise ValueError(msg)
+        for fmt in OutputFormat:
+            q = self.default_quality.for_format(fmt)
+            if q is not None and q not in self.qualities:
+                msg = (
+                    f"default_quality.{fmt.value}={q} is not a rung of the quality ladder "
+                    f"{list(self.qualities)}"
+                )
+                raise ValueError(msg)
+        if not self.output_formats:
+            msg = "output_formats must name at least one format"
+            raise ValueError(msg)
+        for fmt in (*self.auto_preference, self.auto_fallback):
+            if fmt not in self.output_formats:
+                msg = f"auto format {fmt.value} is not one of output_formats"
+                raise ValueError(msg)
+        if self.default_format != AUTO and self.default_format not in self.output_formats:
+            msg = f"default_format {self.default_format} is not one of output_formats"
+            raise ValueError(msg)
+        for w in self.standard.widths:
+            if w not in self.widths:
+                msg = f"standard width {w} is not a width breakpoint {list(self.widths)}"
+                raise ValueError(msg)
+        for fmt in self.standard.formats:
+            if fmt not in self.output_formats:
+                msg = f"standard format {fmt.value} is not one of output_formats"
+                raise ValueError(msg)
+        if not set(self.input_formats) <= set(InputFormat):
+            msg = "input_formats holds an unknown format"
+            raise ValueError(msg)
+        return self
+
+    def to_json(self) -> str:
+        """The policy as canonical JSON (sorted keys), for the JS Function and the CDK app."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+DEFAULT_POLICY = Policy()
+"""The defaults every package uses unless a deployment says otherwise."""

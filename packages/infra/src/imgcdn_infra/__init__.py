@@ -1,0 +1,1 @@
+"""imgcdn infra: the CDK app that wires buckets, queue, Lambdas and CloudFront."""
