@@ -1,4 +1,4 @@
-"""Typed errors of imgcore: each says what was wrong and what is allowed, and carries its HTTP status."""
+"""Typed errors of imgcore: each says what was wrong and what is allowed, and its HTTP status."""
 
 from __future__ import annotations
 
@@ -16,10 +16,19 @@ class ImgcoreError(Exception):
 
 
 class InvalidRequest(ImgcoreError, ValueError):
-    """A query, path or key is outside the policy; the message says what is allowed."""
+    """A query, path or key is outside the policy; the message says what is allowed.
+
+    Attributes:
+        field: What was wrong: `w`, `h`, `fmt`, `q` or `path` (None when not one of those).
+    """
 
     http_status = 400
     permanent = True
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        """Carry `message` and the `field` it is about."""
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidKey(InvalidRequest):

@@ -1,4 +1,4 @@
-"""The key layout: originals, derivatives, manifests and public paths, as pure functions (R4, R7, R8).
+"""The key layout of originals, derivatives, manifests and public paths (R4, R7, R8).
 
 Layout (`{id}` may hold `/`-separated segments; keys are stored decoded, URIs carry them encoded
 with `imgcore.percent.encode_path`):
@@ -329,9 +329,12 @@ def parse_derivative_key(key: str, policy: Policy = DEFAULT_POLICY) -> Derivativ
     head, sep, variant = key.rpartition("/")
     head, sep2, version = head.rpartition("/")
     if not sep or not sep2:
-        msg = f"derivative key {key!r} does not follow {{class}}/{{tenant}}/{{id}}/{{version}}/{{variant}}"
+        layout = "{class}/{tenant}/{id}/{version}/{variant}"
+        msg = f"derivative key {key!r} does not follow {layout}"
         raise InvalidKey(msg)
-    parsed = DerivativeKey(parse_source_key(head), validate_version(version), _parse_variant(variant, policy))
+    parsed = DerivativeKey(
+        parse_source_key(head), validate_version(version), _parse_variant(variant, policy)
+    )
     if parsed.key != key:  # pragma: no cover - guarded by the checks above; kept as the contract
         msg = f"derivative key {key!r} is not canonical"
         raise InvalidKey(msg)

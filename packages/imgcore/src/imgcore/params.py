@@ -9,6 +9,8 @@ The rules, in the order they apply (the CloudFront Function implements exactly t
    and dropped without a trace (R1): `utm_*`, cache-busters, `W=`, `width=`.
 3. Each of `w`, `h`, `fmt`, `q` may appear at most once: a repeated name is a 400, even when the
    values agree (a URL with two widths is a bug in its builder, not a preference).
+   When several things are wrong, the first reported is: a repeat (in the order w, h, fmt, q),
+   then w, h, fmt, q.
 4. `w`, `h`, `q` are ASCII digits only: no sign, no space, no decimal point, no other script's
    digits; empty is a 400. Leading zeros are ignored (`0320` is 320), zero is a 400.
    `w` and `h` snap *up* to the next breakpoint and clamp at the largest, however huge the number
@@ -92,7 +94,12 @@ class TransformParams:
         """The canonical query string that requests exactly these params (no leading `?`)."""
         pairs = [
             (name, value)
-            for name, value in (("w", self.w), ("h", self.h), ("fmt", self.fmt.value), ("q", self.q))
+            for name, value in (
+                ("w", self.w),
+                ("h", self.h),
+                ("fmt", self.fmt.value),
+                ("q", self.q),
+            )
             if value is not None
         ]
         return "&".join(f"{name}={value}" for name, value in pairs)
@@ -136,8 +143,8 @@ def parse_query(query: str | Mapping[str, str | Iterable[str]]) -> dict[str, lis
         try:
             value = decode_component(raw_value, plus_is_space=True)
         except ValueError as exc:
-            msg = f"{name}: {exc} (got {raw_value!r})"
-            raise InvalidRequest(msg) from None
+            msg = f"{name} is not valid percent-encoding: {exc} (got {raw_value!r}); allowed: UTF-8"
+            raise InvalidRequest(msg, field=name) from None
         found.setdefault(name, []).append(value)
     return found
 
@@ -146,15 +153,15 @@ def _integer(name: str, value: str, allowed: str) -> int | None:
     """Parse rule 4's digits; None means "huge" (more digits than any allowed value)."""
     if not value:
         msg = f"{name} is empty; {allowed}"
-        raise InvalidRequest(msg)
+        raise InvalidRequest(msg, field=name)
     if not _DIGITS.fullmatch(value):
         shown = value if len(value) <= 32 else value[:32] + "..."
         msg = f"{name} must be written with the digits 0-9 only (got {shown!r}); {allowed}"
-        raise InvalidRequest(msg)
+        raise InvalidRequest(msg, field=name)
     significant = value.lstrip("0")
     if not significant:
         msg = f"{name} must be at least 1; {allowed}"
-        raise InvalidRequest(msg)
+        raise InvalidRequest(msg, field=name)
     if len(significant) > _MAX_DIGITS:
         return None
     return int(significant)
@@ -186,7 +193,8 @@ def snap_width(w: int, policy: Policy = DEFAULT_POLICY) -> int:
         InvalidRequest: `w` is below 1.
     """
     if w < 1:
-        raise InvalidRequest("w must be at least 1; " + _breakpoints_text("w", policy.widths))
+        msg = "w must be at least 1; " + _breakpoints_text("w", policy.widths)
+        raise InvalidRequest(msg, field="w")
     return _snap_up(w, policy.widths)
 
 
@@ -204,7 +212,8 @@ def snap_height(h: int, policy: Policy = DEFAULT_POLICY) -> int:
         InvalidRequest: `h` is below 1.
     """
     if h < 1:
-        raise InvalidRequest("h must be at least 1; " + _breakpoints_text("h", policy.heights))
+        msg = "h must be at least 1; " + _breakpoints_text("h", policy.heights)
+        raise InvalidRequest(msg, field="h")
     return _snap_up(h, policy.heights)
 
 
@@ -228,7 +237,7 @@ def snap_quality(q: int, policy: Policy = DEFAULT_POLICY) -> int:
     """
     if not 1 <= q <= 100:
         msg = f"q must be between 1 and 100 (got {q}); {_quality_text(policy)}"
-        raise InvalidRequest(msg)
+        raise InvalidRequest(msg, field="q")
     return _snap_up(q, policy.qualities)
 
 
@@ -237,7 +246,7 @@ def _requested_format(value: str, policy: Policy) -> OutputFormat | str:
     allowed = f"allowed: {', '.join([*names, AUTO])} (jpg means jpeg)"
     if not value:
         msg = f"fmt is empty; {allowed}"
-        raise InvalidRequest(msg)
+        raise InvalidRequest(msg, field="fmt")
     lowered = value.translate(_ASCII_LOWER)
     lowered = _FORMAT_ALIASES.get(lowered, lowered)
     if lowered == AUTO:
@@ -245,7 +254,7 @@ def _requested_format(value: str, policy: Policy) -> OutputFormat | str:
     if lowered not in names:
         shown = value if len(value) <= 32 else value[:32] + "..."
         msg = f"fmt {shown!r} is not supported; {allowed}"
-        raise InvalidRequest(msg)
+        raise InvalidRequest(msg, field="fmt")
     return OutputFormat(lowered)
 
 
@@ -326,20 +335,25 @@ def canonicalize(
             allowed.
     """
     found = parse_query(query)
-    for name, values in found.items():
+    for name in PARAM_NAMES:  # a fixed order, so the first error reported never depends on order
+        values = found.get(name, [])
         if len(values) > 1:
             msg = f"{name} is given {len(values)} times; give each of w, h, fmt, q at most once"
-            raise InvalidRequest(msg)
+            raise InvalidRequest(msg, field=name)
     single = {name: values[0] for name, values in found.items()}
 
     w = h = q = None
     if "w" in single:
-        w = _snap_up(_integer("w", single["w"], _breakpoints_text("w", policy.widths)), policy.widths)
+        w = _snap_up(
+            _integer("w", single["w"], _breakpoints_text("w", policy.widths)), policy.widths
+        )
     if "h" in single:
         h = _snap_up(
             _integer("h", single["h"], _breakpoints_text("h", policy.heights)), policy.heights
         )
-    requested = _requested_format(single["fmt"], policy) if "fmt" in single else policy.default_format
+    requested = (
+        _requested_format(single["fmt"], policy) if "fmt" in single else policy.default_format
+    )
     if "q" in single:
         raw_q = _integer("q", single["q"], _quality_text(policy))
         q = snap_quality(101 if raw_q is None else raw_q, policy)

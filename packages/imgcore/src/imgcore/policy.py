@@ -1,4 +1,4 @@
-"""The policy: breakpoints, quality ladder, formats, limits and the standard variant set, as data."""
+"""The policy as data: breakpoints, quality ladder, formats, limits, the standard variant set."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
-    "DEFAULT_POLICY",
     "AUTO",
+    "DEFAULT_POLICY",
     "CacheTtls",
     "DefaultQuality",
     "Encoding",
@@ -21,7 +21,7 @@ __all__ = [
     "StandardSet",
 ]
 
-AUTO = "auto"
+AUTO: Literal["auto"] = "auto"
 """The requested format that the edge resolves from `Accept` (R3); never part of a key."""
 
 
@@ -111,7 +111,7 @@ class Encoding(BaseModel):
     model_config = _Frozen
 
     avif_effort: int = Field(default=2, ge=0, le=9)
-    """libvips heifsave effort (0 fastest, 9 smallest). AVIF dominates CPU; 2 is ~3x faster than 4."""
+    """libvips heifsave effort (0 fastest, 9 smallest). AVIF dominates CPU."""
     webp_effort: int = Field(default=4, ge=0, le=6)
     """libvips webpsave effort; 4 is libwebp's own default balance."""
     jpeg_progressive: bool = True
@@ -132,7 +132,7 @@ class StandardSet(BaseModel):
 
 
 class CacheTtls(BaseModel):
-    """`Cache-Control` max-ages, identical from precompute, the fallback and the edge (R9, R11, R13)."""
+    """`Cache-Control` max-ages, the same from precompute, fallback and edge (R9, R11, R13)."""
 
     model_config = _Frozen
 
@@ -159,7 +159,7 @@ class Policy(BaseModel):
     heights: tuple[int, ...] = (160, 320, 480, 640, 960, 1280, 1920, 2560)
     """Height breakpoints, snapped like widths."""
     qualities: tuple[int, ...] = (40, 50, 60, 70, 80, 90)
-    """The quality ladder; a requested `q` (1-100) snaps up to the next rung, never past the last."""
+    """The quality ladder: a requested `q` (1-100) snaps up to the next rung, clamped at the top."""
     default_quality: DefaultQuality = DefaultQuality()
     output_formats: tuple[OutputFormat, ...] = (
         OutputFormat.AVIF,
@@ -173,7 +173,7 @@ class Policy(BaseModel):
     auto_preference: tuple[OutputFormat, ...] = (OutputFormat.AVIF, OutputFormat.WEBP)
     """`fmt=auto` picks the first of these that `Accept` names explicitly with q > 0 (R3)."""
     auto_fallback: OutputFormat = OutputFormat.JPEG
-    """`fmt=auto` for a client that names none of the above. Set PNG to keep alpha for such clients."""
+    """`fmt=auto` for clients that name none of the above; PNG keeps alpha for such clients."""
     input_formats: tuple[InputFormat, ...] = (
         InputFormat.JPEG,
         InputFormat.PNG,
@@ -195,20 +195,21 @@ class Policy(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        self._check_ladders()
+        self._check_formats()
+        return self
+
+    def _check_ladders(self) -> None:
         for name in ("widths", "heights", "qualities"):
             values: tuple[int, ...] = getattr(self, name)
             if not values or list(values) != sorted(set(values)):
                 msg = f"{name} must be a non-empty, strictly increasing list; got {list(values)}"
                 raise ValueError(msg)
-        if self.widths[0] < 1 or self.widths[-1] > 16383:
-            msg = "widths must lie in 1..16383 (the largest side WebP can encode)"
-            raise ValueError(msg)
-        if self.heights[0] < 1 or self.heights[-1] > 16383:
-            msg = "heights must lie in 1..16383 (the largest side WebP can encode)"
-            raise ValueError(msg)
-        if self.qualities[0] < 1 or self.qualities[-1] > 100:
-            msg = "qualities must lie in 1..100"
-            raise ValueError(msg)
+        for name, top in (("widths", 16383), ("heights", 16383), ("qualities", 100)):
+            values = getattr(self, name)
+            if values[0] < 1 or values[-1] > top:
+                msg = f"{name} must lie in 1..{top}; got {list(values)}"
+                raise ValueError(msg)
         for fmt in OutputFormat:
             q = self.default_quality.for_format(fmt)
             if q is not None and q not in self.qualities:
@@ -217,28 +218,27 @@ class Policy(BaseModel):
                     f"{list(self.qualities)}"
                 )
                 raise ValueError(msg)
-        if not self.output_formats:
-            msg = "output_formats must name at least one format"
-            raise ValueError(msg)
-        for fmt in (*self.auto_preference, self.auto_fallback):
-            if fmt not in self.output_formats:
-                msg = f"auto format {fmt.value} is not one of output_formats"
-                raise ValueError(msg)
-        if self.default_format != AUTO and self.default_format not in self.output_formats:
-            msg = f"default_format {self.default_format} is not one of output_formats"
-            raise ValueError(msg)
         for w in self.standard.widths:
             if w not in self.widths:
                 msg = f"standard width {w} is not a width breakpoint {list(self.widths)}"
                 raise ValueError(msg)
-        for fmt in self.standard.formats:
-            if fmt not in self.output_formats:
-                msg = f"standard format {fmt.value} is not one of output_formats"
-                raise ValueError(msg)
-        if not set(self.input_formats) <= set(InputFormat):
-            msg = "input_formats holds an unknown format"
+
+    def _check_formats(self) -> None:
+        if not self.output_formats:
+            msg = "output_formats must name at least one format"
             raise ValueError(msg)
-        return self
+        named = [
+            *(("auto_preference", f) for f in self.auto_preference),
+            ("auto_fallback", self.auto_fallback),
+            *(("standard.formats", f) for f in self.standard.formats),
+        ]
+        if self.default_format != AUTO:
+            named.append(("default_format", OutputFormat(self.default_format)))
+        for field, fmt in named:
+            if fmt not in self.output_formats:
+                allowed = ", ".join(f.value for f in self.output_formats)
+                msg = f"{field} names {fmt.value}, which is not one of output_formats ({allowed})"
+                raise ValueError(msg)
 
     def to_json(self) -> str:
         """The policy as canonical JSON (sorted keys), for the JS Function and the CDK app."""

@@ -1,0 +1,212 @@
+"""The `imgcdn` command line: a host for subcommands that each package registers as an entry point.
+
+A package adds a subcommand by declaring, in its `pyproject.toml`,
+
+    [project.entry-points."imgcdn.commands"]
+    name = "package.module:configure"
+
+where `configure(subparsers)` adds one parser and sets its `run` default to a function taking the
+parsed arguments and returning an exit status. This module owns only imgcore's commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from imgcore.errors import ImgcoreError
+from imgcore.keys import ContentClass
+from imgcore.params import canonicalize
+from imgcore.policy import DEFAULT_POLICY
+from imgcore.signing import SigningKey, sign_url
+from imgcore.urls import build_url, srcset
+
+__all__ = ["main"]
+
+Subparsers = Any  # argparse's _SubParsersAction is private; the entry-point contract is duck-typed.
+ENTRY_POINT_GROUP = "imgcdn.commands"
+
+
+def emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
+    """Print a command's result: readable text, or JSON with `--json`."""
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))  # noqa: T201 - CLI output
+    else:
+        print(text)  # noqa: T201 - CLI output
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from imgcore import pixels  # noqa: PLC0415 - libvips loads only for commands that need it
+
+    query = "&".join(
+        f"{name}={value}"
+        for name, value in (("w", args.w), ("h", args.h), ("fmt", args.fmt), ("q", args.q))
+        if value is not None
+    )
+    params = canonicalize(query, accept=args.accept)
+    source = Path(args.source)
+    data = source.read_bytes()
+    started = time.perf_counter()
+    rendered = pixels.transform(data, params)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    out = Path(args.output) if args.output else source.with_name(f"{source.stem}.{params.variant}")
+    out.write_bytes(rendered.data)
+    result = {
+        "source": str(source),
+        "source_bytes": len(data),
+        "output": str(out),
+        "params": params.query(),
+        "variant": params.variant,
+        "media_type": rendered.media_type,
+        "width": rendered.width,
+        "height": rendered.height,
+        "bytes": len(rendered.data),
+        "ms": round(elapsed_ms, 1),
+    }
+    emit(
+        args,
+        result,
+        f"{out}: {rendered.width}x{rendered.height} {rendered.media_type}, "
+        f"{len(rendered.data):,} bytes ({params.query()}) in {elapsed_ms:.0f} ms",
+    )
+    return 0
+
+
+def configure_render(subparsers: Subparsers) -> None:
+    """Add `imgcdn render`: one derivative of a local file, through the same rules as the edge."""
+    parser = subparsers.add_parser(
+        "render",
+        help="render one derivative of a local image file",
+        description="Render SOURCE as the edge would for ?w=&h=&fmt=&q= (values snap).",
+    )
+    parser.add_argument("source", help="path of the original image")
+    parser.add_argument("--w", help="width in pixels (snapped up to a breakpoint)")
+    parser.add_argument("--h", help="height in pixels (with --w: cover crop)")
+    parser.add_argument("--fmt", help="jpeg, png, webp, avif or auto (default: auto)")
+    parser.add_argument("--q", help="quality 1-100 (snapped up to the ladder)")
+    parser.add_argument("--accept", default=None, help="Accept header used to resolve fmt=auto")
+    parser.add_argument("-o", "--output", help="output file (default: beside SOURCE)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(run=_run_render)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from imgcore import pixels  # noqa: PLC0415 - libvips loads only for commands that need it
+
+    info = pixels.probe(Path(args.source).read_bytes())
+    result = {
+        "format": info.format.value,
+        "width": info.width,
+        "height": info.height,
+        "display_size": list(info.display_size),
+        "frames": info.frames,
+        "orientation": info.orientation,
+        "has_alpha": info.has_alpha,
+        "interpretation": info.interpretation,
+    }
+    dw, dh = info.display_size
+    emit(args, result, f"{args.source}: {info.format.value} {dw}x{dh}, {info.frames} frame(s)")
+    return 0
+
+
+def configure_probe(subparsers: Subparsers) -> None:
+    """Add `imgcdn probe`: what admission sees in a file's header."""
+    parser = subparsers.add_parser("probe", help="read an image's header and check admission")
+    parser.add_argument("source", help="path of the image")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(run=_run_probe)
+
+
+def _run_policy(args: argparse.Namespace) -> int:
+    print(DEFAULT_POLICY.to_json() if args.compact else DEFAULT_POLICY.model_dump_json(indent=2))  # noqa: T201
+    return 0
+
+
+def configure_policy(subparsers: Subparsers) -> None:
+    """Add `imgcdn policy`: the policy JSON the Function and the CDK app are generated from."""
+    parser = subparsers.add_parser("policy", help="print the default policy as JSON")
+    parser.add_argument("--compact", action="store_true", help="canonical one-line JSON")
+    parser.set_defaults(run=_run_policy)
+
+
+def _run_url(args: argparse.Namespace) -> int:
+    common: dict[str, Any] = {
+        "base_url": args.base_url,
+        "content_class": args.content_class,
+        "fmt": args.fmt,
+        "q": args.q,
+    }
+    url = build_url(args.tenant, args.image_id, args.version, w=args.w, h=args.h, **common)
+    result: dict[str, Any] = {"url": url}
+    if args.srcset:
+        result["srcset"] = srcset(args.tenant, args.image_id, args.version, **common)
+    if args.key_id:
+        if not args.private_key:
+            msg = "--key-id needs --private-key (a PEM file)"
+            raise ImgcoreError(msg)
+        key = SigningKey(args.key_id, Path(args.private_key).read_bytes())
+        result["signed_url"] = sign_url(url, key, expires=int(time.time()) + args.expires_in)
+    emit(args, result, "\n".join(str(v) for v in result.values()))
+    return 0
+
+
+def configure_url(subparsers: Subparsers) -> None:
+    """Add `imgcdn url`: canonical, optionally signed, URLs and srcsets from the shell."""
+    parser = subparsers.add_parser("url", help="print a canonical (optionally signed) image URL")
+    parser.add_argument("tenant")
+    parser.add_argument("image_id")
+    parser.add_argument("version")
+    parser.add_argument("--w", type=int)
+    parser.add_argument("--h", type=int)
+    parser.add_argument("--fmt")
+    parser.add_argument("--q", type=int)
+    parser.add_argument("--base-url", default="http://127.0.0.1:8080")
+    parser.add_argument(
+        "--class",
+        dest="content_class",
+        default=ContentClass.STANDARD.value,
+        choices=[c.value for c in ContentClass],
+        help="img: standard; ugc: takedown-eligible (short TTL)",
+    )
+    parser.add_argument("--srcset", action="store_true", help="also print a srcset")
+    parser.add_argument("--key-id", help="CloudFront public key id, to sign the URL")
+    parser.add_argument("--private-key", help="PEM file of the RSA private key")
+    parser.add_argument("--expires-in", type=int, default=3600, help="seconds (default 3600)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(run=_run_url)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `imgcdn` parser with every installed package's subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="imgcdn", description="imgcdn: pre-computed, safe image delivery for AWS."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        configure: Callable[[Subparsers], None] = entry.load()
+        configure(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `imgcdn`; returns the exit status (2 for a user error, with what is allowed)."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except ImgcoreError as exc:
+        print(f"imgcdn {args.command}: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
+        return 2
+    except OSError as exc:
+        print(f"imgcdn {args.command}: {exc.strerror}: {exc.filename}", file=sys.stderr)  # noqa: T201
+        return 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Canonicalization rules R1-R3, each stated as an example someone could check by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgcore import DEFAULT_POLICY, InvalidRequest, OutputFormat, Policy, TransformParams
+from imgcore import canonicalize as canon
+from imgcore.params import accepted_formats, parse_query, resolve_format, snap_quality, snap_width
+
+CHROME = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+
+
+def p(
+    fmt: str, w: int | None = None, h: int | None = None, q: int | None = None
+) -> TransformParams:
+    return TransformParams(fmt=OutputFormat(fmt), w=w, h=h, q=q)
+
+
+def test_only_allowlisted_parameters_count() -> None:
+    junk = "utm_source=x&utm_medium=y&fbclid=1&_=1700000000&W=900&width=900&session=abc"
+    assert canon(f"{junk}&w=320&fmt=webp") == canon("w=320&fmt=webp") == p("webp", 320, q=80)
+
+
+def test_order_does_not_matter() -> None:
+    assert canon("q=70&fmt=jpeg&h=300&w=300") == canon("w=300&h=300&fmt=jpeg&q=70")
+
+
+def test_widths_snap_up_to_breakpoints_and_clamp_at_the_largest() -> None:
+    assert canon("w=287&fmt=webp").w == 320
+    assert canon("w=320&fmt=webp").w == 320
+    assert canon("w=321&fmt=webp").w == 480
+    assert canon("w=1&fmt=webp").w == DEFAULT_POLICY.widths[0]
+    assert canon("w=99999&fmt=webp").w == DEFAULT_POLICY.widths[-1]
+    assert canon("w=" + "9" * 40 + "&fmt=webp").w == DEFAULT_POLICY.widths[-1]
+
+
+def test_heights_snap_like_widths() -> None:
+    assert canon("h=200&fmt=webp") == p("webp", h=320, q=80)
+    assert canon("h=5000&fmt=webp").h == DEFAULT_POLICY.heights[-1]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("w=-320", "w"),
+        ("w=+320", "w"),
+        ("w=320.0", "w"),
+        ("w=0x140", "w"),
+        ("w= 320", "w"),
+        ("w=\u0663\u0662\u0660", "w"),  # Arabic-Indic digits: Python's int() would accept them
+        ("w=\uff13\uff12\uff10", "w"),  # full-width digits: likewise
+        ("w=0", "w"),
+        ("w=000", "w"),
+        ("w=", "w"),
+        ("w", "w"),
+        ("w=%zz", "w"),
+        ("w=%C3", "w"),
+        ("h=abc", "h"),
+        ("q=0&fmt=webp", "q"),
+        ("q=101&fmt=webp", "q"),
+        ("q=99999999999&fmt=webp", "q"),
+        ("fmt=gif", "fmt"),
+        ("fmt=", "fmt"),
+        ("fmt=webp%00", "fmt"),
+        ("fmt=\u0130mage", "fmt"),
+    ],
+)
+def test_malformed_values_are_rejected_with_what_is_allowed(query: str, field: str) -> None:
+    with pytest.raises(InvalidRequest, match="allowed") as caught:
+        canon(query)
+    assert caught.value.field == field
+    assert caught.value.http_status == 400
+
+
+def test_leading_zeros_are_the_same_number() -> None:
+    assert canon("w=0320&fmt=webp") == canon("w=320&fmt=webp")
+    assert canon("w=" + "0" * 50 + "320&fmt=webp") == canon("w=320&fmt=webp")
+
+
+@pytest.mark.parametrize("query", ["w=320&w=320", "w=320&w=640", "fmt=webp&fmt=avif", "q=80&q=80"])
+def test_repeated_parameters_are_rejected_even_when_equal(query: str) -> None:
+    with pytest.raises(InvalidRequest, match="at most once"):
+        canon(query)
+
+
+def test_the_first_error_reported_does_not_depend_on_order() -> None:
+    for query in ("fmt=gif&w=abc", "w=abc&fmt=gif", "q=1000&w=abc&h=x"):
+        with pytest.raises(InvalidRequest) as caught:
+            canon(query)
+        assert caught.value.field == "w"
+
+
+def test_quality_snaps_up_to_the_ladder() -> None:
+    assert canon("fmt=webp&q=75").q == 80
+    assert canon("fmt=webp&q=1").q == 40
+    assert canon("fmt=webp&q=100").q == 90
+    assert snap_quality(90) == 90
+    with pytest.raises(InvalidRequest, match="between 1 and 100"):
+        snap_quality(0)
+
+
+def test_absent_quality_is_the_formats_default() -> None:
+    assert canon("fmt=jpeg").q == 80
+    assert canon("fmt=webp").q == 80
+    assert canon("fmt=avif").q == 60
+
+
+def test_png_is_lossless_so_q_is_validated_then_dropped() -> None:
+    assert canon("fmt=png&q=50&w=320") == canon("fmt=png&w=320") == p("png", 320)
+    with pytest.raises(InvalidRequest):
+        canon("fmt=png&q=abc")
+
+
+def test_format_names_are_ascii_case_insensitive_and_jpg_means_jpeg() -> None:
+    assert canon("fmt=JPG").fmt is OutputFormat.JPEG
+    assert canon("fmt=WebP").fmt is OutputFormat.WEBP
+    # KELVIN SIGN lower-cases to 'k' in Unicode; it must never sneak into a format name.
+    with pytest.raises(InvalidRequest):
+        canon("fmt=\u212a")
+
+
+def test_percent_encoding_is_decoded_strictly() -> None:
+    assert canon("%77=320&fmt=web%70") == canon("w=320&fmt=webp")
+    assert parse_query("w=320&%zz=1") == {"w": ["320"]}  # junk names that do not decode vanish
+    assert parse_query("w=1+2") == {"w": ["1 2"]}  # '+' is a space in a query
+
+
+def test_auto_resolves_from_accept_in_the_policys_preference() -> None:
+    assert canon("fmt=auto", CHROME).fmt is OutputFormat.AVIF
+    assert canon("fmt=auto", "image/webp,*/*").fmt is OutputFormat.WEBP
+    assert canon("fmt=auto", "image/webp,image/avif").fmt is OutputFormat.AVIF  # ours, not theirs
+    assert canon("fmt=auto", "*/*").fmt is OutputFormat.JPEG
+    assert canon("fmt=auto", "image/*").fmt is OutputFormat.JPEG
+    assert canon("fmt=auto", None).fmt is OutputFormat.JPEG
+    assert canon("", CHROME) == canon("fmt=auto", CHROME)  # auto is the default
+
+
+def test_accept_q_values() -> None:
+    assert canon("fmt=auto", "image/avif;q=0,image/webp").fmt is OutputFormat.WEBP
+    assert canon("fmt=auto", "image/avif;q=0.000").fmt is OutputFormat.JPEG
+    assert canon("fmt=auto", "image/avif;q=0.001").fmt is OutputFormat.AVIF
+    assert canon("fmt=auto", "image/avif;q=abc").fmt is OutputFormat.JPEG  # malformed is q=0
+    assert canon("fmt=auto", "image/avif;q=2").fmt is OutputFormat.JPEG
+    assert canon("fmt=auto", "IMAGE/AVIF ; Q=0.5").fmt is OutputFormat.AVIF
+    assert accepted_formats("image/webp;q=0.5, text/html;q=0") == {"image/webp"}
+
+
+def test_only_http_whitespace_is_trimmed_in_accept() -> None:
+    # NBSP and vertical tab are not HTTP whitespace; JavaScript's trim() would strip them.
+    assert resolve_format("\u00a0image/avif") is OutputFormat.JPEG
+    assert resolve_format("image/avif\u000b") is OutputFormat.JPEG
+    assert resolve_format("\timage/avif ") is OutputFormat.AVIF
+
+
+def test_auto_fallback_can_keep_png_for_alpha() -> None:
+    policy = Policy(auto_fallback=OutputFormat.PNG)
+    assert canon("fmt=auto&w=320&q=50", "*/*", policy) == p("png", 320)
+
+
+def test_canonical_query_round_trips() -> None:
+    params = canon("w=287&h=400&fmt=WEBP&q=77&utm=x")
+    assert params.query() == "w=320&h=480&fmt=webp&q=80"
+    assert canon(params.query()) == params
+
+
+def test_mapping_queries_are_accepted() -> None:
+    assert canon({"w": "287", "fmt": ["webp"], "utm": "x"}) == p("webp", 320, q=80)
+    with pytest.raises(InvalidRequest, match="at most once"):
+        canon({"w": ["320", "640"]})
+
+
+def test_snap_width_refuses_zero() -> None:
+    with pytest.raises(InvalidRequest, match="at least 1"):
+        snap_width(0)
+
+
+def test_policy_rejects_incoherent_values() -> None:
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Policy(widths=(320, 160))
+    with pytest.raises(ValueError, match="not a rung"):
+        Policy(qualities=(50, 90))
+    with pytest.raises(ValueError, match="standard width"):
+        Policy(widths=(100, 200), heights=(100, 200))
+    with pytest.raises(ValueError, match="not one of output_formats"):
+        Policy(output_formats=(OutputFormat.JPEG,))
+    with pytest.raises(ValueError, match="less than or equal to 60"):
+        Policy.model_validate({"ttl": {"takedown": 3600}})
+
+
+def test_policy_is_frozen_and_serializes() -> None:
+    with pytest.raises(ValueError, match="frozen"):
+        DEFAULT_POLICY.widths = (1,)  # type: ignore[misc]
+    assert Policy.model_validate_json(DEFAULT_POLICY.to_json()) == DEFAULT_POLICY
