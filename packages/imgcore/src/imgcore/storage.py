@@ -1,0 +1,344 @@
+"""The object-store port every service writes through, with in-memory and local-directory stores.
+
+`ObjectStore` is the narrow contract precompute, the fallback and the local stack share:
+
+- `get(key, max_bytes=, version_id=)` returns the whole object or raises `NotFound`; an object
+  larger than `max_bytes` raises `InputTooLarge` without being read whole.
+- `head(key)` returns the object's info, or None.
+- `put(key, data, ...)` is atomic: readers see the old object, or the whole new one, never a part.
+  With `if_absent=True` it writes only when no object exists and says whether it wrote.
+- `delete(key, version_id=)` is idempotent; `list(prefix)` yields current objects in key order.
+- Faults that a retry may cure (timeouts, throttling, 5xx) raise `StorageFault`.
+
+The S3 implementation lives with the AWS adapters (imgcore never imports an AWS SDK).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from imgcore.errors import ImgcoreError, InputTooLarge
+
+__all__ = [
+    "LocalStore",
+    "MemoryStore",
+    "NotFound",
+    "ObjectInfo",
+    "ObjectStore",
+    "StorageFault",
+    "StoredObject",
+]
+
+
+class NotFound(ImgcoreError):
+    """No object (or no such version of it) exists under the key."""
+
+    http_status = 404
+    permanent = True
+
+
+class StorageFault(ImgcoreError):
+    """The store failed in a way a retry may cure: timeout, throttling, a 5xx."""
+
+    http_status = 503
+    permanent = False
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a store knows about an object without reading it."""
+
+    key: str
+    size: int
+    content_type: str | None = None
+    cache_control: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An object's bytes and its info."""
+
+    info: ObjectInfo
+    data: bytes = field(repr=False)
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """The storage port (see the module docstring for the contract)."""
+
+    def get(
+        self, key: str, *, max_bytes: int | None = None, version_id: str | None = None
+    ) -> StoredObject:
+        """Read a whole object."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Describe an object, or None when there is none."""
+        ...
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        cache_control: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
+    ) -> bool:
+        """Write an object atomically; False only when `if_absent` found one already."""
+        ...
+
+    def delete(self, key: str, *, version_id: str | None = None) -> None:
+        """Remove an object (or one version of it); absent is not an error."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """The current objects under `prefix`, in key order."""
+        ...
+
+
+def _too_large(key: str, size: int, max_bytes: int) -> InputTooLarge:
+    return InputTooLarge(f"object {key!r} is {size:,} bytes; allowed: at most {max_bytes:,}")
+
+
+class MemoryStore:
+    """An `ObjectStore` in a dict, thread-safe; keeps old versions when `versioned`."""
+
+    def __init__(self, *, versioned: bool = False) -> None:
+        """Create an empty store."""
+        self._lock = threading.Lock()
+        self._objects: dict[str, StoredObject] = {}
+        self._versions: dict[tuple[str, str], StoredObject] = {}
+        self._versioned = versioned
+
+    def get(
+        self, key: str, *, max_bytes: int | None = None, version_id: str | None = None
+    ) -> StoredObject:
+        """Read a whole object (see `ObjectStore`)."""
+        with self._lock:
+            found = (
+                self._versions.get((key, version_id))
+                if version_id is not None
+                else self._objects.get(key)
+            )
+        if found is None:
+            raise NotFound(f"no object {key!r}" + (f" version {version_id}" if version_id else ""))
+        if max_bytes is not None and found.info.size > max_bytes:
+            raise _too_large(key, found.info.size, max_bytes)
+        return found
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Describe an object (see `ObjectStore`)."""
+        with self._lock:
+            found = self._objects.get(key)
+        return None if found is None else found.info
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        cache_control: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
+    ) -> bool:
+        """Write an object atomically (see `ObjectStore`)."""
+        version_id = uuid.uuid4().hex if self._versioned else None
+        info = ObjectInfo(
+            key, len(data), content_type, cache_control, dict(metadata or {}), version_id
+        )
+        stored = StoredObject(info, bytes(data))
+        with self._lock:
+            if if_absent and key in self._objects:
+                return False
+            self._objects[key] = stored
+            if version_id is not None:
+                self._versions[(key, version_id)] = stored
+        return True
+
+    def delete(self, key: str, *, version_id: str | None = None) -> None:
+        """Remove an object or one version (see `ObjectStore`)."""
+        with self._lock:
+            if version_id is None:
+                self._objects.pop(key, None)
+                return
+            self._versions.pop((key, version_id), None)
+            current = self._objects.get(key)
+            if current is not None and current.info.version_id == version_id:
+                del self._objects[key]
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """The current objects under `prefix` (see `ObjectStore`)."""
+        with self._lock:
+            infos = [o.info for k, o in self._objects.items() if k.startswith(prefix)]
+        yield from sorted(infos, key=lambda i: i.key)
+
+    def versions(self, key: str) -> builtins.list[ObjectInfo]:
+        """Every stored version of `key`, oldest first (versioned stores only)."""
+        with self._lock:
+            return [o.info for (k, _), o in self._versions.items() if k == key]
+
+
+class LocalStore:
+    """An `ObjectStore` in a directory that survives crashes and restarts.
+
+    Layout under `root`: `objects/{key}` holds the bytes, `meta/{key}.json` the headers and
+    metadata, `versions/{key}/{version_id}` old versions when `versioned`. Every write goes to a
+    temporary file in the target's directory, is flushed to disk, and is renamed into place, so
+    a crash leaves the old object or the new one, never a torn file under a final key.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, versioned: bool = False) -> None:
+        """Use (and create) the directory `root`."""
+        self.root = Path(root)
+        self._versioned = versioned
+        self._lock = threading.Lock()
+        for sub in ("objects", "meta", "versions"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def _path(self, area: str, key: str, suffix: str = "") -> Path:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") for p in parts) or "\x00" in key:
+            msg = f"key {key!r} cannot be stored: empty, '.' or '..' segments are not allowed"
+            raise ValueError(msg)
+        return self.root.joinpath(area, *parts[:-1], parts[-1] + suffix)
+
+    @staticmethod
+    def _write_atomic(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp).replace(path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                Path(tmp).unlink()
+            raise
+
+    def _info(self, key: str, size: int) -> ObjectInfo:
+        try:
+            meta = json.loads(self._path("meta", key, ".json").read_text("utf-8"))
+        except FileNotFoundError:
+            meta = {}
+        return ObjectInfo(
+            key,
+            size,
+            meta.get("content_type"),
+            meta.get("cache_control"),
+            meta.get("metadata", {}),
+            meta.get("version_id"),
+        )
+
+    def get(
+        self, key: str, *, max_bytes: int | None = None, version_id: str | None = None
+    ) -> StoredObject:
+        """Read a whole object (see `ObjectStore`)."""
+        path = (
+            self._path("objects", key)
+            if version_id is None
+            else self._path("versions", f"{key}/{version_id}")
+        )
+        try:
+            with path.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if max_bytes is not None and size > max_bytes:
+                    raise _too_large(key, size, max_bytes)
+                data = handle.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(f"no object {key!r}") from None
+        info = self._info(key, len(data))
+        if version_id is not None:
+            info = ObjectInfo(key, len(data), None, None, {}, version_id)
+        return StoredObject(info, data)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Describe an object (see `ObjectStore`)."""
+        try:
+            size = self._path("objects", key).stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return self._info(key, size)
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        cache_control: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
+    ) -> bool:
+        """Write an object atomically (see `ObjectStore`)."""
+        path = self._path("objects", key)
+        version_id = uuid.uuid4().hex if self._versioned else None
+        meta = {
+            "content_type": content_type,
+            "cache_control": cache_control,
+            "metadata": dict(metadata or {}),
+            "version_id": version_id,
+        }
+        with self._lock:  # if_absent is a check-then-write: one writer at a time per process
+            if if_absent and path.exists():
+                return False
+            if version_id is not None:
+                self._write_atomic(self._path("versions", f"{key}/{version_id}"), data)
+            # Metadata first: an object is only visible once its bytes are renamed into place.
+            self._write_atomic(self._path("meta", key, ".json"), json.dumps(meta).encode())
+            self._write_atomic(path, data)
+        return True
+
+    def delete(self, key: str, *, version_id: str | None = None) -> None:
+        """Remove an object or one version (see `ObjectStore`)."""
+        with self._lock:
+            if version_id is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self._path("versions", f"{key}/{version_id}").unlink()
+                info = self.head(key)
+                if info is None or info.version_id != version_id:
+                    return
+            for path in (self._path("objects", key), self._path("meta", key, ".json")):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """The current objects under `prefix` (see `ObjectStore`)."""
+        base = self.root / "objects"
+        found = []
+        for path in base.rglob("*"):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                key = path.relative_to(base).as_posix()
+                if key.startswith(prefix):
+                    found.append(key)
+        for key in sorted(found):
+            info = self.head(key)
+            if info is not None:
+                yield info
+
+    def versions(self, key: str) -> builtins.list[ObjectInfo]:
+        """Every stored version of `key` (versioned stores only)."""
+        folder = self._path("versions", key)
+        if not folder.is_dir():
+            return []
+        return [
+            ObjectInfo(key, p.stat().st_size, version_id=p.name)
+            for p in folder.iterdir()
+            if not p.name.startswith(".tmp-")
+        ]
