@@ -31,7 +31,8 @@ def test_put_get_head_list_delete(store: ObjectStore) -> None:
         {"a": "1"},
     )
     info = store.head(key)
-    assert info is not None and info.size == 3
+    assert info is not None
+    assert info.size == 3
     store.put("img/acme/other", b"x")
     assert [i.key for i in store.list("img/acme/")] == ["img/acme/other", key]
     assert [i.key for i in store.list("img/acme/red")] == [key]
@@ -58,7 +59,8 @@ def test_if_absent_writes_once(store: ObjectStore) -> None:
 def test_old_versions_stay_readable(store: ObjectStore) -> None:
     store.put("o", b"v1")
     v1 = store.head("o")
-    assert v1 is not None and v1.version_id
+    assert v1 is not None
+    assert v1.version_id
     store.put("o", b"v2")
     assert store.get("o").data == b"v2"
     assert store.get("o", version_id=v1.version_id).data == b"v1"

@@ -59,8 +59,7 @@ def test_srcset_uses_standard_widths_and_never_describes_upscaled_pixels() -> No
     assert entries[-1].url.endswith("?w=1280")
     text = srcset("acme", "x.jpg", V, widths=[300, 301, 600], base_url="https://c")
     assert (
-        text
-        == f"https://c/img/acme/x.jpg/{V}?w=320 320w, https://c/img/acme/x.jpg/{V}?w=640 640w"
+        text == f"https://c/img/acme/x.jpg/{V}?w=320 320w, https://c/img/acme/x.jpg/{V}?w=640 640w"
     )
 
 

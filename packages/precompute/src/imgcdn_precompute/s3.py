@@ -1,0 +1,184 @@
+"""The S3 implementation of imgcore's `ObjectStore` port, shared by precompute and the fallback.
+
+boto3 clients are built lazily, once per process and endpoint, so a warm Lambda reuses its
+connection pool and moto can intercept them. Errors are classified for the callers: a missing
+key or version is `NotFound`, a refused size bound is `InputTooLarge`, and anything a retry may
+cure (throttling, 5xx, timeouts, connection errors) is `StorageFault`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from imgcore import InputTooLarge
+from imgcore.storage import NotFound, ObjectInfo, StorageFault, StoredObject
+
+__all__ = ["S3Store", "s3_client"]
+
+_NOT_FOUND = {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "NoSuchBucket"}
+_ALREADY_EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+_CLIENT_CONFIG = Config(
+    retries={"max_attempts": 3, "mode": "standard"},
+    connect_timeout=2,
+    read_timeout=10,
+    max_pool_connections=32,
+)
+
+
+@functools.cache
+def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+    """One boto3 S3 client per process and endpoint (`None`: AWS itself)."""
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        config=_CLIENT_CONFIG,
+    )
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3Store:
+    """An `ObjectStore` over one S3 bucket (or any S3-compatible endpoint)."""
+
+    def __init__(self, bucket: str, *, client: Any = None, endpoint_url: str | None = None) -> None:
+        """Use `bucket`; the client is built on first use unless one is given."""
+        self.bucket = bucket
+        self._client = client
+        self._endpoint_url = endpoint_url
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, built lazily."""
+        if self._client is None:
+            self._client = s3_client(self._endpoint_url)
+        return self._client
+
+    def _fault(self, key: str, exc: Exception) -> Exception:
+        if isinstance(exc, ClientError) and _code(exc) in _NOT_FOUND:
+            return NotFound(f"no object {key!r} in bucket {self.bucket}")
+        detail = _code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        return StorageFault(f"S3 {self.bucket}/{key}: {detail}")
+
+    def get(
+        self, key: str, *, max_bytes: int | None = None, version_id: str | None = None
+    ) -> StoredObject:
+        """Read a whole object (see `imgcore.storage.ObjectStore`)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id is not None:
+            kwargs["VersionId"] = version_id
+        try:
+            response = self.client.get_object(**kwargs)
+            size = int(response["ContentLength"])
+            if max_bytes is not None and size > max_bytes:
+                response["Body"].close()
+                msg = f"object {key!r} is {size:,} bytes; allowed: at most {max_bytes:,}"
+                raise InputTooLarge(msg)
+            data = response["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fault(key, exc) from exc
+        return StoredObject(self._info(key, size, response), data)
+
+    @staticmethod
+    def _info(key: str, size: int, response: Mapping[str, Any]) -> ObjectInfo:
+        return ObjectInfo(
+            key=key,
+            size=size,
+            content_type=response.get("ContentType"),
+            cache_control=response.get("CacheControl"),
+            metadata=dict(response.get("Metadata") or {}),
+            version_id=response.get("VersionId"),
+        )
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Describe an object, or None (see `imgcore.storage.ObjectStore`)."""
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                return None
+            raise self._fault(key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fault(key, exc) from exc
+        return self._info(key, int(response["ContentLength"]), response)
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        cache_control: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
+    ) -> bool:
+        """Write an object; S3 PUTs are atomic (see `imgcore.storage.ObjectStore`).
+
+        `if_absent` uses S3's conditional write (`If-None-Match: *`), so two writers racing on
+        one key leave exactly one object.
+        """
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data}
+        if content_type:
+            kwargs["ContentType"] = content_type
+        if cache_control:
+            kwargs["CacheControl"] = cache_control
+        if metadata:
+            kwargs["Metadata"] = dict(metadata)
+        if if_absent:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            self.client.put_object(**kwargs)
+        except ClientError as exc:
+            if if_absent and _code(exc) in _ALREADY_EXISTS:
+                return False
+            raise self._fault(key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fault(key, exc) from exc
+        return True
+
+    def delete(self, key: str, *, version_id: str | None = None) -> None:
+        """Remove an object or one version; absent is not an error."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id is not None:
+            kwargs["VersionId"] = version_id
+        try:
+            self.client.delete_object(**kwargs)
+        except ClientError as exc:
+            if _code(exc) not in _NOT_FOUND:
+                raise self._fault(key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fault(key, exc) from exc
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """The current objects under `prefix`, in key order (S3 lists in UTF-8 binary order)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", ()):
+                    yield ObjectInfo(key=item["Key"], size=int(item["Size"]))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fault(prefix, exc) from exc
+
+    def versions(self, key: str) -> list[ObjectInfo]:
+        """Every version of `key` (a versioned bucket), delete markers excluded."""
+        paginator = self.client.get_paginator("list_object_versions")
+        found: list[ObjectInfo] = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+                found.extend(
+                    ObjectInfo(key=v["Key"], size=int(v["Size"]), version_id=v["VersionId"])
+                    for v in page.get("Versions", ())
+                    if v["Key"] == key
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fault(key, exc) from exc
+        return found
