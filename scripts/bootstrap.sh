@@ -24,3 +24,12 @@ fi
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 uv sync --all-packages --quiet
+
+# imgcore's own dependencies as wheels, for the test that installs imgcore's wheel into a plain
+# venv without a network (tests never leave loopback). Same pins as the workspace resolution.
+if [ ! -f .cache/wheelhouse/imgcore.txt ] || ! cmp -s <(uv export --package imgcore --no-emit-workspace --no-hashes --frozen --no-dev) .cache/wheelhouse/imgcore.txt; then
+    mkdir -p .cache/wheelhouse
+    uv export --package imgcore --no-emit-workspace --no-hashes --frozen --no-dev > .cache/wheelhouse/imgcore.next
+    python3 -m pip wheel --quiet --prefer-binary --wheel-dir .cache/wheelhouse -r .cache/wheelhouse/imgcore.next 2>/dev/null
+    mv .cache/wheelhouse/imgcore.next .cache/wheelhouse/imgcore.txt
+fi
