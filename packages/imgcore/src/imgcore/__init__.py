@@ -77,6 +77,7 @@ __all__ = [
     "parse_derivative_uri",
     "parse_public_path",
     "parse_source_key",
+    "placeholder",
     "probe",
     "render_variants",
     "resolve_format",
@@ -91,7 +92,15 @@ __all__ = [
 ]
 
 _PIXELS = frozenset(
-    {"Rendered", "SourceInfo", "probe", "render_variants", "standard_params", "transform"}
+    {
+        "Rendered",
+        "SourceInfo",
+        "placeholder",
+        "probe",
+        "render_variants",
+        "standard_params",
+        "transform",
+    }
 )
 
 

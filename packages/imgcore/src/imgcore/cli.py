@@ -55,7 +55,9 @@ def _run_render(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     rendered = pixels.transform(data, params)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    out = Path(args.output) if args.output else source.with_name(f"{source.stem}.{params.variant}")
+    out = Path(args.output) if args.output else source.parent
+    if out.is_dir():
+        out = out / f"{source.stem}.{params.variant}"
     out.write_bytes(rendered.data)
     result = {
         "source": str(source),
@@ -91,7 +93,11 @@ def configure_render(subparsers: Subparsers) -> None:
     parser.add_argument("--fmt", help="jpeg, png, webp, avif or auto (default: auto)")
     parser.add_argument("--q", help="quality 1-100 (snapped up to the ladder)")
     parser.add_argument("--accept", default=None, help="Accept header used to resolve fmt=auto")
-    parser.add_argument("-o", "--output", help="output file (default: beside SOURCE)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        help="output file, or a folder for SOURCE-name.VARIANT (default: beside SOURCE)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=_run_render)
 
@@ -189,7 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        configure: Callable[[Subparsers], None] = entry.load()
+        try:
+            configure: Callable[[Subparsers], None] = entry.load()
+        except (ImportError, AttributeError) as exc:
+            # One broken plugin must not take every other command down with it.
+            print(f"imgcdn: command {entry.name!r} is unavailable: {exc}", file=sys.stderr)  # noqa: T201
+            continue
         configure(subparsers)
     return parser
 

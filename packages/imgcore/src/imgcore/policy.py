@@ -180,9 +180,9 @@ class Policy(BaseModel):
         InputFormat.WEBP,
         InputFormat.GIF,
         InputFormat.AVIF,
-        InputFormat.HEIC,
     )
-    """Original formats admitted. SVG and PDF can reach files or the network: opt-in only."""
+    """Original formats admitted. SVG and PDF can reach files or the network: opt-in only. HEIC
+    needs a libvips whose libheif has an HEVC decoder, which the pyvips-binary wheel lacks."""
     limits: Limits = Limits()
     metadata: Literal["strip", "keep-icc"] = "strip"
     """Output metadata: `strip` removes EXIF, GPS, XMP, IPTC and ICC (pixels are sRGB, which is

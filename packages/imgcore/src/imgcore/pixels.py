@@ -1,0 +1,709 @@
+"""The pixels: admit an original (R16), then decode once and encode derivatives with libvips."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pyvips
+
+from imgcore.errors import CorruptInput, ImgcoreError, InputTooLarge, UnsupportedInput
+from imgcore.manifest import Placeholder
+from imgcore.params import TransformParams
+from imgcore.policy import DEFAULT_POLICY, InputFormat, OutputFormat, Policy
+
+__all__ = [
+    "Rendered",
+    "SourceInfo",
+    "placeholder",
+    "probe",
+    "render_variants",
+    "standard_params",
+    "transform",
+]
+
+# The buffer loader of each input format; one is called only for a format the policy admits.
+_LOADERS: Final[dict[InputFormat, str]] = {
+    InputFormat.JPEG: "jpegload_buffer",
+    InputFormat.PNG: "pngload_buffer",
+    InputFormat.WEBP: "webpload_buffer",
+    InputFormat.GIF: "gifload_buffer",
+    InputFormat.AVIF: "heifload_buffer",
+    InputFormat.HEIC: "heifload_buffer",
+    InputFormat.TIFF: "tiffload_buffer",
+    InputFormat.SVG: "svgload_buffer",
+    InputFormat.PDF: "pdfload_buffer",
+}
+
+# libvips class names of the loaders above that cannot reach files or the network (checked with
+# `pyvips.type_map` over `VipsForeignLoad` on libvips 8.18: GIF's is libnsgif's).
+_SAFE_LOADER_CLASSES: Final = (
+    "VipsForeignLoadJpegBuffer",
+    "VipsForeignLoadPngBuffer",
+    "VipsForeignLoadWebpBuffer",
+    "VipsForeignLoadNsgifBuffer",
+    "VipsForeignLoadHeifBuffer",
+    "VipsForeignLoadTiffBuffer",
+)
+
+# VIPS_OPERATION_BLOCKED in VipsOperationFlags.
+_OPERATION_BLOCKED: Final = 32
+
+# thumbnail_buffer declares a `fail_on` keyword but ignores it (libvips#5195: only the file form
+# forwards it to the loader), so the load option goes in the one option string this module uses.
+# "error" also stops on truncation: a cut-off upload fails instead of rendering half grey.
+_LOAD_OPTIONS: Final = "fail_on=error"
+_FAIL_ON: Final = "error"
+
+# R16, at import: no loader but the safe buffer loaders above can run in this process, whoever
+# calls libvips (SVG, PDF, CSV, matrix, raw and vips files stay blocked even for direct calls).
+pyvips.block_untrusted_set(True)
+pyvips.operation_block_set("VipsForeignLoad", True)
+for _name in _SAFE_LOADER_CLASSES:
+    pyvips.operation_block_set(_name, False)
+
+# The operation cache keeps recent operations' inputs and outputs alive: each original is used
+# once, so a cache hit is impossible and every entry only pins an original's bytes (and the
+# pixels of its decode) until it ages out. Off costs nothing measurable per call.
+pyvips.cache_set_max(0)
+
+# Thread count is the caller's: a Lambda adapter sets VIPS_CONCURRENCY before importing pyvips.
+
+_BMFF_AVIF: Final = frozenset({b"avif", b"avis"})
+_BMFF_HEIC: Final = frozenset(
+    {b"heic", b"heix", b"hevc", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+_SVG_SNIFF_BYTES: Final = 65_536
+# libheif's message for a codec it was built without (HEVC in the pyvips-binary wheel).
+_MISSING_CODEC: Final = "has not been built in"
+# (magic bytes, offset, format); WebP also needs "RIFF" at offset 0.
+_MAGIC: Final = (
+    (b"\xff\xd8\xff", 0, InputFormat.JPEG),
+    (b"\x89PNG\r\n\x1a\n", 0, InputFormat.PNG),
+    (b"GIF87a", 0, InputFormat.GIF),
+    (b"GIF89a", 0, InputFormat.GIF),
+    (b"WEBP", 8, InputFormat.WEBP),
+    (b"II*\x00", 0, InputFormat.TIFF),
+    (b"MM\x00*", 0, InputFormat.TIFF),
+    (b"II+\x00", 0, InputFormat.TIFF),  # BigTIFF
+    (b"MM\x00+", 0, InputFormat.TIFF),
+    (b"%PDF", 0, InputFormat.PDF),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """What an original's header says, read without decoding its pixels.
+
+    Attributes:
+        format: The detected input format.
+        width: Width as stored, before EXIF orientation.
+        height: Height of one frame as stored, before EXIF orientation.
+        frames: Frames or pages the header declares (1 for a still).
+        orientation: EXIF orientation, 1-8 (1 when absent).
+        has_alpha: Whether the image has an alpha channel.
+        bands: Number of bands as stored (alpha included).
+        interpretation: libvips' interpretation of the stored bands (`srgb`, `b-w`, `cmyk`, ...).
+    """
+
+    format: InputFormat
+    width: int
+    height: int
+    frames: int
+    orientation: int
+    has_alpha: bool
+    bands: int
+    interpretation: str
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """`(width, height)` as displayed, after EXIF orientation: what `w` and `h` refer to."""
+        if self.orientation >= 5:
+            return self.height, self.width
+        return self.width, self.height
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One encoded derivative.
+
+    Attributes:
+        data: The encoded bytes.
+        params: The params it was rendered for.
+        width: Output width in pixels.
+        height: Output height in pixels.
+    """
+
+    data: bytes
+    params: TransformParams
+    width: int
+    height: int
+
+    @property
+    def media_type(self) -> str:
+        """The `Content-Type` of `data`."""
+        return self.params.fmt.media_type
+
+
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    """An output box: `width` x `height`, cut from the centre of a cover fit when `crop`."""
+
+    width: int
+    height: int
+    crop: bool
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def standard_params(policy: Policy = DEFAULT_POLICY) -> list[TransformParams]:
+    """The standard variant set of a policy: every standard width in every standard format.
+
+    Args:
+        policy: The policy whose `standard` set applies.
+
+    Returns:
+        Width-only params at each format's default quality, widths ascending within each format,
+        formats in the policy's order.
+    """
+    return [
+        TransformParams(fmt=fmt, w=w, q=policy.default_quality.for_format(fmt))
+        for fmt in policy.standard.formats
+        for w in policy.standard.widths
+    ]
+
+
+def probe(data: bytes, policy: Policy = DEFAULT_POLICY) -> SourceInfo:
+    """Admit an original (R16) and read its header without decoding any pixels.
+
+    Checks, in order: the size in bytes; the format, sniffed from the magic bytes, against the
+    policy's input formats; the header, read by that format's loader only; the pixel count of
+    one frame; the frame count; animation against the policy.
+
+    Args:
+        data: The original's bytes.
+        policy: The policy whose limits and input formats apply.
+
+    Returns:
+        The header's facts.
+
+    Raises:
+        InputTooLarge: Too many bytes, pixels or frames.
+        UnsupportedInput: Not an image, a format the policy does not admit (or that cannot be
+            decoded safely here), or animated when the policy rejects animation.
+        CorruptInput: The header of an admitted format cannot be read.
+    """
+    limits = policy.limits
+    if len(data) > limits.max_input_bytes:
+        msg = f"original is {len(data):,} bytes; allowed: at most {limits.max_input_bytes:,} bytes"
+        raise InputTooLarge(msg)
+    fmt = _sniff(data)
+    allowed = _allowed_formats(policy)
+    if fmt is None:
+        msg = f"original is not an image in a recognised format; allowed: {allowed}"
+        raise UnsupportedInput(msg)
+    if fmt not in policy.input_formats:
+        msg = f"original is {fmt.value}; allowed: {allowed}"
+        raise UnsupportedInput(msg)
+    loader = _LOADERS[fmt]
+    if not _loader_available(loader):
+        msg = (
+            f"original is {fmt.value}, which this process cannot decode safely (its libvips "
+            f"loader {loader} is blocked or absent); allowed: {_allowed_formats(policy, True)}"
+        )
+        raise UnsupportedInput(msg)
+    try:
+        header = getattr(pyvips.Image, loader)(data, access="sequential", fail_on=_FAIL_ON)
+        info = SourceInfo(
+            format=fmt,
+            width=header.width,
+            height=header.height,
+            frames=_int_field(header, "n-pages", 1),
+            orientation=_orientation(header),
+            has_alpha=bool(header.hasalpha()),
+            bands=header.bands,
+            interpretation=str(header.interpretation),
+        )
+    except pyvips.Error as exc:
+        msg = (
+            f"original looks like {fmt.value} but its header cannot be read "
+            f"({_libvips_reason(exc)}); allowed: complete, valid {allowed} files"
+        )
+        raise CorruptInput(msg) from None
+    pixels = info.width * info.height
+    if pixels > limits.max_input_pixels:
+        msg = (
+            f"original is {info.width}x{info.height} = {pixels:,} pixels; "
+            f"allowed: at most {limits.max_input_pixels:,}"
+        )
+        raise InputTooLarge(msg)
+    if info.frames > limits.max_frames:
+        msg = f"original has {info.frames:,} frames; allowed: at most {limits.max_frames:,}"
+        raise InputTooLarge(msg)
+    if info.frames > 1 and policy.animation == "reject":
+        msg = (
+            f"original is animated or multi-page ({info.frames} frames); "
+            "allowed: still images only (the policy rejects animation)"
+        )
+        raise UnsupportedInput(msg)
+    return info
+
+
+_LQIP_WIDTH: Final = 16
+
+
+def placeholder(data: bytes, policy: Policy = DEFAULT_POLICY) -> Placeholder:
+    """The placeholder a page shows before an image arrives: its mean colour and a tiny preview.
+
+    Pass the smallest derivative already rendered, not the original: it is one more decode of a
+    few kilobytes instead of a second decode of the original.
+
+    Args:
+        data: An image (ideally a small derivative).
+        policy: The policy whose admission rules and background colour apply.
+
+    Returns:
+        The mean colour over the opaque picture (alpha flattened onto the policy's background)
+        as `#rrggbb`, and a 16-pixel-wide WebP as a `data:` URI (a few hundred bytes).
+
+    Raises:
+        InputRejected: `data` is not an admissible image.
+    """
+    tiny = transform(
+        data,
+        TransformParams(fmt=OutputFormat.WEBP, w=_LQIP_WIDTH, q=policy.qualities[0]),
+        policy,
+    )
+    image = pyvips.Image.webpload_buffer(tiny.data)
+    if image.hasalpha():
+        image = image.flatten(background=list(policy.encoding.background))
+    if image.bands < 3:
+        image = image.colourspace("srgb")
+    red, green, blue = (min(255, round(image[band].avg())) for band in range(3))
+    lqip = "data:image/webp;base64," + base64.b64encode(tiny.data).decode("ascii")
+    return Placeholder(color=f"#{red:02x}{green:02x}{blue:02x}", lqip=lqip)
+
+
+def transform(data: bytes, params: TransformParams, policy: Policy = DEFAULT_POLICY) -> Rendered:
+    """Render one derivative of an original.
+
+    The original is admitted by `probe` first. Then libvips shrinks on load (JPEG DCT scaling,
+    WebP and HEIF scale-on-load) and resizes with lanczos3, applies EXIF orientation, converts
+    to 8-bit sRGB (or 8-bit grey), and encodes with every piece of metadata stripped. Box rules,
+    in displayed (post-orientation) pixels, never upscaling:
+
+    * only `w`: that width, height by aspect; only `h`: likewise;
+    * both: a centre crop of the cover fit, exactly `w` x `h`; a source smaller than the box
+      gives the largest box of the same aspect that fits inside it;
+    * neither: the source size, fitted inside the largest width x largest height breakpoint.
+
+    Animated originals give their first frame as a still (when the policy admits them). JPEG
+    output flattens alpha onto the policy's background; PNG, WebP and AVIF keep it (an alpha
+    channel that is fully opaque is dropped).
+
+    Args:
+        data: The original's bytes.
+        params: Canonical params (from `canonicalize`).
+        policy: The policy whose limits and encoder settings apply.
+
+    Returns:
+        The encoded derivative.
+
+    Raises:
+        InputTooLarge: The original or the output would break a size limit (checked before
+            any pixel is decoded).
+        UnsupportedInput: The original's format is not admitted.
+        CorruptInput: The original cannot be decoded completely.
+        ImgcoreError: The encoder failed (a fault, not the original's).
+    """
+    info = probe(data, policy)
+    geometry = _plan(info, params, policy)
+    _check_output(geometry, policy)
+    image = _decode(data, info, geometry)
+    return _render(image, params, policy)
+
+
+def render_variants(
+    data: bytes, params_list: Sequence[TransformParams], policy: Policy = DEFAULT_POLICY
+) -> list[Rendered]:
+    """Render many derivatives of one original from a single decode.
+
+    The original is admitted and decoded once, shrunk on load to the largest output needed (a
+    JPEG at the largest DCT scale that still covers it) and held in memory. Outputs of the
+    same geometry share one resized image across formats; plain (uncropped) sizes cascade from
+    the largest to the smallest, each resized from the previous with lanczos3; crops are cut
+    from the master. Requests that come out identical (a width past the source collapses to
+    the source size) are encoded once. Each output matches `transform` of the same params to
+    within resampling noise.
+
+    Args:
+        data: The original's bytes.
+        params_list: Canonical params, e.g. `standard_params(policy)`.
+        policy: The policy whose limits and encoder settings apply.
+
+    Returns:
+        One `Rendered` per params, in the same order.
+
+    Raises:
+        InputTooLarge: The original or any output would break a size limit (checked before
+            any pixel is decoded).
+        UnsupportedInput: The original's format is not admitted.
+        CorruptInput: The original cannot be decoded completely.
+        ImgcoreError: An encoder failed (a fault, not the original's).
+    """
+    info = probe(data, policy)
+    plans = [_plan(info, params, policy) for params in params_list]
+    for geometry in plans:
+        _check_output(geometry, policy)
+    if not plans:
+        return []
+    display_w, display_h = info.display_size
+
+    def scale(g: _Geometry) -> float:
+        return max(g.width / display_w, g.height / display_h)
+
+    largest = max(plans, key=scale)
+    if largest.crop:
+        s = scale(largest)
+        master_box = _Geometry(
+            min(display_w, max(1, round(display_w * s))),
+            min(display_h, max(1, round(display_h * s))),
+            crop=False,
+        )
+    else:
+        master_box = largest
+    master = _decode(data, info, master_box, _master_jpeg_shrink(info, master_box))
+
+    resized: dict[_Geometry, Any] = {master_box: master}
+    previous = master
+    for geometry in sorted({g for g in plans if not g.crop}, key=lambda g: -g.pixels):
+        if geometry not in resized:
+            previous = _resize(previous, geometry.width, geometry.height).copy_memory()
+            resized[geometry] = previous
+        else:
+            previous = resized[geometry]
+    for geometry in {g for g in plans if g.crop}:
+        if geometry not in resized:
+            resized[geometry] = _cover_crop(master, geometry).copy_memory()
+
+    encoded: dict[tuple[_Geometry, OutputFormat, int | None], Rendered] = {}
+    results = []
+    for params, geometry in zip(params_list, plans, strict=True):
+        key = (geometry, params.fmt, _quality(params, policy))
+        if key not in encoded:
+            encoded[key] = _render(resized[geometry], params, policy)
+        done = encoded[key]
+        results.append(Rendered(done.data, params, done.width, done.height))
+    return results
+
+
+# --- admission -------------------------------------------------------------------------------
+
+
+def _sniff(data: bytes) -> InputFormat | None:
+    for magic, offset, fmt in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            if fmt is InputFormat.WEBP and data[:4] != b"RIFF":
+                continue
+            return fmt
+    if data[4:8] == b"ftyp":
+        return _sniff_bmff(data)
+    if _looks_like_svg(data):
+        return InputFormat.SVG
+    return None
+
+
+def _sniff_bmff(data: bytes) -> InputFormat | None:
+    size = int.from_bytes(data[:4], "big")
+    if size == 0:  # the box runs to the end of the file
+        size = len(data)
+    end = min(size, len(data), 4096)
+    if end < 16:
+        return None
+    brands = {data[8:12]} | {data[i : i + 4] for i in range(16, end - 3, 4)}
+    if brands & _BMFF_AVIF:
+        return InputFormat.AVIF
+    if brands & _BMFF_HEIC:
+        return InputFormat.HEIC
+    return None
+
+
+def _looks_like_svg(data: bytes) -> bool:
+    text = data[:_SVG_SNIFF_BYTES].decode("utf-8", errors="replace").removeprefix("\ufeff")
+    # Skip the prolog: XML declaration, processing instructions, comments, a doctype.
+    rest = text.lstrip()
+    while rest.startswith("<?") or rest.startswith("<!"):
+        if rest.startswith("<!--"):
+            end, skip = rest.find("-->"), 3
+        elif rest.startswith("<?"):
+            end, skip = rest.find("?>"), 2
+        elif "[" in rest[: rest.find(">") + 1]:  # a doctype with an internal subset
+            end, skip = rest.find("]>"), 2
+        else:
+            end, skip = rest.find(">"), 1
+        if end < 0:
+            break
+        rest = rest[end + skip :].lstrip()
+    if rest[:4].lower() == "<svg":
+        return True
+    return text.lstrip().startswith("<?xml") and "<svg" in text.lower()
+
+
+def _allowed_formats(policy: Policy, decodable_only: bool = False) -> str:
+    formats = [
+        f.value
+        for f in policy.input_formats
+        if not decodable_only or _loader_available(_LOADERS[f])
+    ]
+    return ", ".join(formats) if formats else "none"
+
+
+def _loader_available(nickname: str) -> bool:
+    try:
+        operation = pyvips.Operation.new_from_name(nickname)
+    except pyvips.Error:
+        return False
+    flags = int(pyvips.vips_lib.vips_operation_get_flags(operation.pointer))
+    return not flags & _OPERATION_BLOCKED
+
+
+def _int_field(image: Any, name: str, default: int) -> int:
+    if image.get_typeof(name) == 0:
+        return default
+    return int(image.get(name))
+
+
+def _orientation(image: Any) -> int:
+    value = _int_field(image, "orientation", 1)
+    return value if 1 <= value <= 8 else 1
+
+
+def _libvips_reason(exc: pyvips.Error) -> str:
+    # libvips stacks its messages; skip the I/O chatter and the generic "load error" lines.
+    lines = [line.strip() for line in str(getattr(exc, "detail", "") or exc).splitlines()]
+    useful = [
+        line
+        for line in lines
+        if line and not line.startswith("source:") and not line.endswith(": load error")
+    ]
+    return (useful or [line for line in lines if line] or ["libvips error"])[0]
+
+
+# --- geometry --------------------------------------------------------------------------------
+
+
+def _plan(info: SourceInfo, params: TransformParams, policy: Policy) -> _Geometry:
+    display_w, display_h = info.display_size
+    w, h = params.w, params.h
+    if w is not None and h is not None:
+        k = min(1.0, display_w / w, display_h / h)
+        return _Geometry(max(1, round(w * k)), max(1, round(h * k)), crop=True)
+    if w is not None:
+        tw = min(w, display_w)
+        return _Geometry(tw, max(1, round(display_h * tw / display_w)), crop=False)
+    if h is not None:
+        th = min(h, display_h)
+        return _Geometry(max(1, round(display_w * th / display_h)), th, crop=False)
+    s = min(1.0, policy.widths[-1] / display_w, policy.heights[-1] / display_h)
+    return _Geometry(max(1, round(display_w * s)), max(1, round(display_h * s)), crop=False)
+
+
+def _check_output(geometry: _Geometry, policy: Policy) -> None:
+    limit = policy.limits.max_output_pixels
+    if geometry.pixels > limit:
+        msg = (
+            f"output would be {geometry.width}x{geometry.height} = {geometry.pixels:,} pixels; "
+            f"allowed: at most {limit:,} (ask for a smaller w or h)"
+        )
+        raise InputTooLarge(msg)
+
+
+# --- decode and resize -----------------------------------------------------------------------
+
+
+def _decode(data: bytes, info: SourceInfo, geometry: _Geometry, jpeg_shrink: int = 1) -> Any:
+    """Decode `data` straight to `geometry` (shrink-on-load), upright, 8-bit sRGB, in memory."""
+    try:
+        image = _load_thumbnail(data, geometry, jpeg_shrink)
+        loader = image.get("vips-loader") if image.get_typeof("vips-loader") else None
+        if loader != _LOADERS[info.format]:
+            msg = f"libvips chose loader {loader}, expected {_LOADERS[info.format]}"
+            raise CorruptInput(msg)
+        image = _to_8bit(image).copy_memory()
+    except pyvips.Error as exc:
+        reason = _libvips_reason(exc)
+        if _MISSING_CODEC in reason:
+            # A HEIC needs an HEVC decoder, which the pyvips-binary wheel does not ship.
+            msg = (
+                f"original is a {info.format.value} whose compression this build of libvips "
+                f"cannot decode ({reason}); allowed: HEIF files compressed with AV1 (AVIF); "
+                "HEVC needs a libvips built with libde265"
+            )
+            raise UnsupportedInput(msg) from None
+        msg = (
+            f"original is a {info.format.value} that cannot be decoded "
+            f"({reason}); allowed: complete, valid {info.format.value} files"
+        )
+        raise CorruptInput(msg) from None
+    if (image.width, image.height) != (geometry.width, geometry.height):
+        # thumbnail rounds sizes as _plan does; should one differ, the plan's size wins so that
+        # every caller sees the box it was promised.
+        image = _resize(image, geometry.width, geometry.height).copy_memory()
+    return image
+
+
+def _master_jpeg_shrink(info: SourceInfo, master: _Geometry) -> int:
+    """The largest JPEG DCT shrink (2, 4, 8) that still leaves at least the master's size.
+
+    thumbnail keeps a factor of two above its target before it block-shrinks a JPEG on load,
+    which for the master of a set means decoding every pixel of a 12-50 MP photo. libjpeg's
+    scaled IDCT is a proper low-pass, and the master goes through lanczos3 after it, so a set
+    decodes at the smallest scale that still covers its largest output.
+    """
+    if info.format is not InputFormat.JPEG:
+        return 1
+    display_w, display_h = info.display_size
+    for shrink in (8, 4, 2):
+        if display_w // shrink >= master.width and display_h // shrink >= master.height:
+            return shrink
+    return 1
+
+
+def _load_thumbnail(data: bytes, geometry: _Geometry, jpeg_shrink: int = 1) -> Any:
+    """The one place an original's pixels are decoded (tests count calls here)."""
+    # Centre, not attention: the same box for every format and width of one image, no extra
+    # analysis pass, and what a page author expects from a cover crop.
+    crop = "centre" if geometry.crop else "none"
+    if jpeg_shrink > 1:
+        loaded = pyvips.Image.jpegload_buffer(
+            data, shrink=jpeg_shrink, access="sequential", fail_on=_FAIL_ON
+        )
+        return loaded.thumbnail_image(
+            geometry.width,
+            height=geometry.height,
+            size="down",
+            crop=crop,
+            no_rotate=False,
+            linear=False,
+        )
+    return pyvips.Image.thumbnail_buffer(
+        data,
+        geometry.width,
+        height=geometry.height,
+        size="down",
+        crop=crop,
+        no_rotate=False,
+        linear=False,
+        option_string=_LOAD_OPTIONS,
+    )
+
+
+def _to_8bit(image: Any) -> Any:
+    """8-bit sRGB, or 8-bit grey for grey originals, keeping alpha; scaling 16-bit properly."""
+    grey = image.interpretation in ("b-w", "grey16")
+    target = "b-w" if grey else "srgb"
+    if image.interpretation != target or image.format != "uchar":
+        image = image.colourspace(target)
+        if image.format != "uchar":
+            image = image.cast("uchar")
+    colour_bands = 1 if grey else 3
+    if image.bands > colour_bands + 1:
+        image = image.extract_band(0, n=colour_bands + int(image.hasalpha()))
+    return image
+
+
+def _resize(image: Any, width: int, height: int) -> Any:
+    if (image.width, image.height) == (width, height):
+        return image
+    hscale, vscale = width / image.width, height / image.height
+    # lanczos3 is thumbnail's own kernel, so a cascaded size matches an independent render.
+    if image.hasalpha():
+        return (
+            image.premultiply()
+            .resize(hscale, vscale=vscale, kernel="lanczos3")
+            .unpremultiply()
+            .cast("uchar")
+        )
+    return image.resize(hscale, vscale=vscale, kernel="lanczos3")
+
+
+def _cover_crop(master: Any, geometry: _Geometry) -> Any:
+    s = max(geometry.width / master.width, geometry.height / master.height)
+    fitted = _resize(
+        master,
+        max(geometry.width, round(master.width * s)),
+        max(geometry.height, round(master.height * s)),
+    )
+    left = (fitted.width - geometry.width) // 2
+    top = (fitted.height - geometry.height) // 2
+    return fitted.crop(left, top, geometry.width, geometry.height)
+
+
+# --- encode ----------------------------------------------------------------------------------
+
+
+def _quality(params: TransformParams, policy: Policy) -> int | None:
+    if not params.fmt.lossy:
+        return None
+    return params.q if params.q is not None else policy.default_quality.for_format(params.fmt)
+
+
+def _render(image: Any, params: TransformParams, policy: Policy) -> Rendered:
+    image = _prepare(image, params.fmt, policy)
+    try:
+        data = _encode(image, params, policy)
+    except pyvips.Error as exc:
+        msg = f"encoding {params.variant} failed: {_libvips_reason(exc)}"
+        raise ImgcoreError(msg) from None
+    return Rendered(data, params, image.width, image.height)
+
+
+def _prepare(image: Any, fmt: OutputFormat, policy: Policy) -> Any:
+    if image.hasalpha() and image[image.bands - 1].min() == 255:
+        image = image.extract_band(0, n=image.bands - 1)
+    if policy.metadata == "keep-icc" and image.interpretation == "b-w":
+        # The embedded profile is sRGB, which describes three bands.
+        image = image.colourspace("srgb")
+    if image.hasalpha() and not fmt.has_alpha:
+        background = list(policy.encoding.background)
+        if image.bands == 2:
+            image = image.colourspace("srgb")
+        image = image.flatten(background=background).cast("uchar")
+    return image
+
+
+def _encode(image: Any, params: TransformParams, policy: Policy) -> bytes:
+    encoding = policy.encoding
+    metadata: dict[str, Any] = {"keep": pyvips.enums.ForeignKeep.NONE}
+    if policy.metadata == "keep-icc":
+        metadata = {"keep": pyvips.enums.ForeignKeep.ICC, "profile": "srgb"}
+    q = _quality(params, policy)
+    match params.fmt:
+        case OutputFormat.JPEG:
+            data = image.jpegsave_buffer(
+                Q=q,
+                optimize_coding=True,
+                interlace=encoding.jpeg_progressive,
+                **metadata,
+            )
+        case OutputFormat.WEBP:
+            data = image.webpsave_buffer(
+                Q=q, effort=encoding.webp_effort, smart_subsample=False, **metadata
+            )
+        case OutputFormat.AVIF:
+            data = image.heifsave_buffer(
+                Q=q,
+                compression="av1",
+                effort=encoding.avif_effort,
+                bitdepth=8,
+                **metadata,
+            )
+        case OutputFormat.PNG:
+            data = image.pngsave_buffer(
+                compression=encoding.png_effort, palette=False, bitdepth=8, **metadata
+            )
+    return bytes(data)
