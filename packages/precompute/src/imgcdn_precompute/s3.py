@@ -8,6 +8,7 @@ cure (throttling, 5xx, timeouts, connection errors) is `StorageFault`.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import os
 from collections.abc import Iterator, Mapping
@@ -168,10 +169,10 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise self._fault(prefix, exc) from exc
 
-    def versions(self, key: str) -> list[ObjectInfo]:
+    def versions(self, key: str) -> builtins.list[ObjectInfo]:
         """Every version of `key` (a versioned bucket), delete markers excluded."""
         paginator = self.client.get_paginator("list_object_versions")
-        found: list[ObjectInfo] = []
+        found: builtins.list[ObjectInfo] = []
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
                 found.extend(
