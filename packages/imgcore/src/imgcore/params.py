@@ -110,6 +110,37 @@ class TransformParams:
         return self.fmt.media_type
 
 
+def _collect(
+    query: str | Mapping[str, str | Iterable[str]],
+) -> dict[str, list[str | InvalidRequest]]:
+    """Rules 1-2: the allowlisted values in order; an undecodable value is kept as its error,
+    so that it is reported in its name's turn (after the repeat check), as the Function does."""
+    found: dict[str, list[str | InvalidRequest]] = {}
+    if isinstance(query, Mapping):
+        for name, values in query.items():
+            if name in PARAM_NAMES:
+                found[name] = [values] if isinstance(values, str) else list(values)
+        return found
+    for piece in query.removeprefix("?").split("&"):
+        if not piece:
+            continue
+        raw_name, _, raw_value = piece.partition("=")
+        try:
+            name = decode_component(raw_name, plus_is_space=True)
+        except ValueError:
+            continue
+        if name not in PARAM_NAMES:
+            continue
+        value: str | InvalidRequest
+        try:
+            value = decode_component(raw_value, plus_is_space=True)
+        except ValueError as exc:
+            msg = f"{name} is not valid percent-encoding: {exc} (got {raw_value!r}); allowed: UTF-8"
+            value = InvalidRequest(msg, field=name)
+        found.setdefault(name, []).append(value)
+    return found
+
+
 def parse_query(query: str | Mapping[str, str | Iterable[str]]) -> dict[str, list[str]]:
     """Collect the allowlisted parameters of a query, dropping junk (rules 1-2).
 
@@ -121,32 +152,15 @@ def parse_query(query: str | Mapping[str, str | Iterable[str]]) -> dict[str, lis
         A mapping from each allowlisted name present to its values, in order of appearance.
 
     Raises:
-        InvalidRequest: An allowlisted parameter's value is not valid percent-encoding.
+        InvalidRequest: An allowlisted parameter's value is not valid percent-encoding (the
+            first such name in the order w, h, fmt, q).
     """
-    found: dict[str, list[str]] = {}
-    if isinstance(query, Mapping):
-        for name, values in query.items():
-            if name in PARAM_NAMES:
-                found[name] = [values] if isinstance(values, str) else list(values)
-        return found
-    query = query.removeprefix("?")
-    for piece in query.split("&"):
-        if not piece:
-            continue
-        raw_name, _, raw_value = piece.partition("=")
-        try:
-            name = decode_component(raw_name, plus_is_space=True)
-        except ValueError:
-            continue
-        if name not in PARAM_NAMES:
-            continue
-        try:
-            value = decode_component(raw_value, plus_is_space=True)
-        except ValueError as exc:
-            msg = f"{name} is not valid percent-encoding: {exc} (got {raw_value!r}); allowed: UTF-8"
-            raise InvalidRequest(msg, field=name) from None
-        found.setdefault(name, []).append(value)
-    return found
+    collected = _collect(query)
+    for name in PARAM_NAMES:
+        for value in collected.get(name, []):
+            if isinstance(value, InvalidRequest):
+                raise value
+    return {name: [str(v) for v in values] for name, values in collected.items()}
 
 
 def _integer(name: str, value: str, allowed: str) -> int | None:
@@ -334,28 +348,33 @@ def canonicalize(
         InvalidRequest: A parameter is repeated or outside the policy; the message says what is
             allowed.
     """
-    found = parse_query(query)
+    found = _collect(query)
     for name in PARAM_NAMES:  # a fixed order, so the first error reported never depends on order
         values = found.get(name, [])
         if len(values) > 1:
             msg = f"{name} is given {len(values)} times; give each of w, h, fmt, q at most once"
             raise InvalidRequest(msg, field=name)
-    single = {name: values[0] for name, values in found.items()}
+
+    def single(name: str) -> str:
+        value = found[name][0]
+        if isinstance(value, InvalidRequest):
+            raise value  # an undecodable value is reported in its name's turn, as in the Function
+        return value
 
     w = h = q = None
-    if "w" in single:
+    if "w" in found:
         w = _snap_up(
-            _integer("w", single["w"], _breakpoints_text("w", policy.widths)), policy.widths
+            _integer("w", single("w"), _breakpoints_text("w", policy.widths)), policy.widths
         )
-    if "h" in single:
+    if "h" in found:
         h = _snap_up(
-            _integer("h", single["h"], _breakpoints_text("h", policy.heights)), policy.heights
+            _integer("h", single("h"), _breakpoints_text("h", policy.heights)), policy.heights
         )
     requested = (
-        _requested_format(single["fmt"], policy) if "fmt" in single else policy.default_format
+        _requested_format(single("fmt"), policy) if "fmt" in found else policy.default_format
     )
-    if "q" in single:
-        raw_q = _integer("q", single["q"], _quality_text(policy))
+    if "q" in found:
+        raw_q = _integer("q", single("q"), _quality_text(policy))
         q = snap_quality(101 if raw_q is None else raw_q, policy)
     fmt = resolve_format(accept, policy) if requested == AUTO else OutputFormat(requested)
     if not fmt.lossy:
