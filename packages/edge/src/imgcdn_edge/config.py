@@ -1,0 +1,126 @@
+"""The fallback's configuration, resolved once at process start from the environment.
+
+| variable | required | meaning |
+|---|---|---|
+| `IMGCDN_ORIGINALS_BUCKET` | yes | bucket of the originals (`{class}/{tenant}/{id}`, versioned) |
+| `IMGCDN_DERIVATIVES_BUCKET` | yes | bucket of the derivatives and manifests (the S3 primary) |
+| `IMGCDN_S3_ENDPOINT` | no | an S3-compatible endpoint URL (moto, MinIO); AWS itself when unset |
+| `IMGCDN_POLICY` | no | the policy as JSON (`imgcdn policy`); imgcore's default when unset |
+| `IMGCDN_MAX_RESPONSE_BYTES` | no | largest base64 body answered directly (default 6,029,312) |
+| `IMGCDN_DEADLINE_MARGIN_MS` | no | ms kept back from the Lambda timeout to answer 503 (1500) |
+
+The bucket, endpoint and policy variables mean exactly what they mean to the precompute worker
+(the same parsers). A bad value fails at start with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from imgcdn_precompute.config import ConfigError, parse_bucket, parse_endpoint, parse_policy
+from imgcore import DEFAULT_POLICY, Policy
+
+__all__ = [
+    "DEFAULT_DEADLINE_MARGIN_MS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "LAMBDA_RESPONSE_LIMIT",
+    "ConfigError",
+    "EdgeConfig",
+    "FallbackSettings",
+]
+
+ORIGINALS_BUCKET = "IMGCDN_ORIGINALS_BUCKET"
+DERIVATIVES_BUCKET = "IMGCDN_DERIVATIVES_BUCKET"
+S3_ENDPOINT = "IMGCDN_S3_ENDPOINT"
+POLICY = "IMGCDN_POLICY"
+MAX_RESPONSE_BYTES = "IMGCDN_MAX_RESPONSE_BYTES"
+DEADLINE_MARGIN_MS = "IMGCDN_DEADLINE_MARGIN_MS"
+
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
+"""Lambda's cap on a buffered response payload (the JSON document, base64 body included)."""
+DEFAULT_MAX_RESPONSE_BYTES = LAMBDA_RESPONSE_LIMIT - 256 * 1024
+"""The base64 body the fallback still answers directly; 256 KiB stay free for the JSON and
+headers around it. Anything larger is stored and answered with a redirect (R12)."""
+DEFAULT_DEADLINE_MARGIN_MS = 1500
+"""Kept back from the remaining invocation time: enough to store nothing and answer 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackSettings:
+    """How the fallback bounds its work.
+
+    Attributes:
+        max_response_bytes: The largest base64-encoded body answered directly; a larger output
+            is stored and answered with a redirect (R12).
+        deadline_margin_ms: Milliseconds kept back from the Lambda's remaining time: a
+            transform still running then is abandoned with a 503.
+    """
+
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    deadline_margin_ms: int = DEFAULT_DEADLINE_MARGIN_MS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_response_bytes <= LAMBDA_RESPONSE_LIMIT:
+            msg = (
+                f"max_response_bytes={self.max_response_bytes} is out of range; allowed: "
+                f"1-{LAMBDA_RESPONSE_LIMIT:,} (Lambda's response limit)"
+            )
+            raise ConfigError(msg)
+        if not 0 <= self.deadline_margin_ms <= 600_000:
+            msg = f"deadline_margin_ms={self.deadline_margin_ms} is out of range; allowed: 0-600000"
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    """Everything the fallback Lambda needs to know about its deployment."""
+
+    originals_bucket: str
+    derivatives_bucket: str
+    s3_endpoint: str | None = None
+    policy: Policy = DEFAULT_POLICY
+    settings: FallbackSettings = field(default_factory=FallbackSettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EdgeConfig:
+        """Resolve the configuration from environment variables (see the module docstring).
+
+        Raises:
+            ConfigError: A variable is missing or invalid; the message names it.
+        """
+        env = os.environ if environ is None else environ
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                msg = f"{name} is not set; it must name an S3 bucket"
+                raise ConfigError(msg)
+            return value
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+                msg = f"{name}={raw!r} is not valid; allowed: a whole number {low}-{high:,}"
+                raise ConfigError(msg)
+            return int(raw)
+
+        endpoint = env.get(S3_ENDPOINT, "").strip()
+        policy = env.get(POLICY, "").strip()
+        return cls(
+            originals_bucket=parse_bucket(required(ORIGINALS_BUCKET), ORIGINALS_BUCKET),
+            derivatives_bucket=parse_bucket(required(DERIVATIVES_BUCKET), DERIVATIVES_BUCKET),
+            s3_endpoint=parse_endpoint(endpoint, S3_ENDPOINT) if endpoint else None,
+            policy=parse_policy(policy, POLICY) if policy else DEFAULT_POLICY,
+            settings=FallbackSettings(
+                max_response_bytes=integer(
+                    MAX_RESPONSE_BYTES, DEFAULT_MAX_RESPONSE_BYTES, 1, LAMBDA_RESPONSE_LIMIT
+                ),
+                deadline_margin_ms=integer(
+                    DEADLINE_MARGIN_MS, DEFAULT_DEADLINE_MARGIN_MS, 0, 600_000
+                ),
+            ),
+        )

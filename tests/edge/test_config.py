@@ -1,0 +1,71 @@
+"""The fallback's configuration: resolved once from the environment; bad values name themselves."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgcdn_edge.config import (
+    DEFAULT_DEADLINE_MARGIN_MS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    LAMBDA_RESPONSE_LIMIT,
+    ConfigError,
+    EdgeConfig,
+    FallbackSettings,
+)
+from imgcore import DEFAULT_POLICY, Policy
+
+BASE = {"IMGCDN_ORIGINALS_BUCKET": "acme-originals", "IMGCDN_DERIVATIVES_BUCKET": "acme-derived"}
+
+
+def test_defaults() -> None:
+    config = EdgeConfig.from_env(BASE)
+    assert config == EdgeConfig("acme-originals", "acme-derived")
+    assert config.policy is DEFAULT_POLICY
+    assert config.s3_endpoint is None
+    assert config.settings.max_response_bytes == DEFAULT_MAX_RESPONSE_BYTES
+    assert config.settings.deadline_margin_ms == DEFAULT_DEADLINE_MARGIN_MS
+    # The cap leaves room for the JSON and headers around a base64 body under Lambda's 6 MiB.
+    assert LAMBDA_RESPONSE_LIMIT - DEFAULT_MAX_RESPONSE_BYTES >= 64 * 1024
+
+
+def test_every_variable() -> None:
+    policy = Policy(widths=(100, 200), standard={"widths": (100,)})
+    config = EdgeConfig.from_env(
+        {
+            **BASE,
+            "IMGCDN_S3_ENDPOINT": "http://127.0.0.1:5000/",
+            "IMGCDN_POLICY": policy.to_json(),
+            "IMGCDN_MAX_RESPONSE_BYTES": "1048576",
+            "IMGCDN_DEADLINE_MARGIN_MS": "0",
+        }
+    )
+    assert config.s3_endpoint == "http://127.0.0.1:5000"
+    assert config.policy == policy
+    assert config.settings == FallbackSettings(max_response_bytes=1048576, deadline_margin_ms=0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"IMGCDN_ORIGINALS_BUCKET": ""}, "IMGCDN_ORIGINALS_BUCKET"),
+        ({"IMGCDN_DERIVATIVES_BUCKET": "Not_A_Bucket"}, "IMGCDN_DERIVATIVES_BUCKET"),
+        ({"IMGCDN_S3_ENDPOINT": "ftp://example"}, "IMGCDN_S3_ENDPOINT"),
+        ({"IMGCDN_POLICY": "{"}, "IMGCDN_POLICY"),
+        ({"IMGCDN_POLICY": '{"qualities": []}'}, "IMGCDN_POLICY"),
+        ({"IMGCDN_MAX_RESPONSE_BYTES": "7000000"}, "IMGCDN_MAX_RESPONSE_BYTES"),
+        ({"IMGCDN_MAX_RESPONSE_BYTES": "6MB"}, "IMGCDN_MAX_RESPONSE_BYTES"),
+        ({"IMGCDN_MAX_RESPONSE_BYTES": "0"}, "IMGCDN_MAX_RESPONSE_BYTES"),
+        ({"IMGCDN_DEADLINE_MARGIN_MS": "-1"}, "IMGCDN_DEADLINE_MARGIN_MS"),
+        ({"IMGCDN_DEADLINE_MARGIN_MS": "\u0661\u0660"}, "IMGCDN_DEADLINE_MARGIN_MS"),
+    ],
+)
+def test_a_bad_value_fails_naming_the_variable(overrides: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        EdgeConfig.from_env({**BASE, **overrides})
+
+
+def test_settings_are_checked_when_built_in_code() -> None:
+    with pytest.raises(ConfigError, match="max_response_bytes"):
+        FallbackSettings(max_response_bytes=LAMBDA_RESPONSE_LIMIT + 1)
+    with pytest.raises(ConfigError, match="deadline_margin_ms"):
+        FallbackSettings(deadline_margin_ms=-5)

@@ -1,0 +1,102 @@
+"""R15: no code path from a request to a network address; only boto3's S3 client talks."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.edge.conftest import Deployment, LambdaContext, function_url_event, jpeg
+
+import imgcdn_edge
+from imgcore import ImageRef
+
+PACKAGE = Path(imgcdn_edge.__file__).resolve().parent
+# The precompute modules the fallback runs (its S3 store, config, logs and metrics).
+BORROWED = (
+    "imgcdn_precompute.s3",
+    "imgcdn_precompute.config",
+    "imgcdn_precompute.emf",
+    "imgcdn_precompute.logs",
+)
+BANNED = (
+    "socket", "ssl", "http", "urllib.request", "urllib3", "requests", "httpx", "aiohttp",
+    "ftplib", "smtplib", "telnetlib", "xmlrpc", "asyncio", "websocket", "websockets", "pycurl",
+    "subprocess", "multiprocessing.connection", "botocore.httpsession", "webbrowser",
+)  # fmt: skip
+
+
+def _modules() -> list[Path]:
+    borrowed = []
+    for name in BORROWED:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None
+        assert spec.origin is not None
+        borrowed.append(Path(spec.origin))
+    return sorted(PACKAGE.rglob("*.py")) + borrowed
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+            and getattr(node.func, "attr", getattr(node.func, "id", ""))
+            in ("import_module", "__import__")
+        ):
+            found.update(
+                arg.value
+                for arg in node.args
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            )
+            found.add("<dynamic import>")
+    return found
+
+
+def _banned(name: str) -> bool:
+    return any(name == b or name.startswith(b + ".") for b in BANNED)
+
+
+def test_the_scan_sees_what_it_must() -> None:
+    assert _banned("urllib.request")
+    assert _banned("http.client")
+    assert not _banned("urllib.parse")
+    assert not _banned("httpx_like")
+    paths = _modules()
+    assert {p.name for p in paths} >= {"handler.py", "service.py", "function.py", "s3.py"}
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: p.name)
+def test_no_module_imports_a_network_client(path: Path) -> None:
+    imports = _imports(path)
+    assert "<dynamic import>" not in imports, path
+    assert not [name for name in imports if _banned(name)], path
+
+
+def test_a_render_opens_no_socket(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = ImageRef("acme", "photo.jpg")
+    version, _ = deployment.upload(image, jpeg(400, 300, (200, 30, 30)))
+    attempts: list[Any] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(args)
+        msg = "the fallback must not open a socket"
+        raise OSError(msg)
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    event = function_url_event("get.json", image.public_path(version) + "/w320-q80.webp")
+    response = deployment.handler(event, LambdaContext())
+    assert response["statusCode"] == 200
+    assert attempts == []
