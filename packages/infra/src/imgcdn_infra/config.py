@@ -1,0 +1,494 @@
+"""The deployment's configuration: one validated model, read once from the CDK context.
+
+Every value comes from the context: a JSON object under the key `imgcdn` (cdk.json, or
+`-c imgcdn='{...}'`), then flat overrides `-c imgcdn:<dotted.path>=<value>` (the value is read as
+JSON when it parses, else as a string), e.g. `-c imgcdn:precompute.reserved_concurrency=20`.
+A wrong value fails synth with a `ConfigError` whose message names each offending key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "CONTEXT_KEY",
+    "AlarmConfig",
+    "BackfillConfig",
+    "ConfigError",
+    "DomainConfig",
+    "FallbackConfig",
+    "InfraConfig",
+    "PrecomputeConfig",
+    "PublicKeyConfig",
+    "RetentionConfig",
+    "TenantConfig",
+    "WafConfig",
+    "load_config",
+    "origin_shield_region_for",
+]
+
+CONTEXT_KEY = "imgcdn"
+"""The context key of the config object; flat overrides are `imgcdn:<dotted.path>`."""
+
+STANDARD_PREFIX = "img"
+"""imgcore's standard content class: the first path segment of every long-lived key."""
+
+# The Origin Shield Region AWS recommends for an origin in each Region ("Choosing the AWS Region
+# for Origin Shield", CloudFront Developer Guide). Used only when origin_shield_region is unset.
+ORIGIN_SHIELD_FOR_REGION: Mapping[str, str] = {
+    "us-east-1": "us-east-1",
+    "us-east-2": "us-east-2",
+    "us-west-1": "us-west-2",
+    "us-west-2": "us-west-2",
+    "ca-central-1": "us-east-1",
+    "sa-east-1": "sa-east-1",
+    "eu-west-1": "eu-west-1",
+    "eu-west-2": "eu-west-2",
+    "eu-west-3": "eu-west-2",
+    "eu-north-1": "eu-west-2",
+    "eu-central-1": "eu-central-1",
+    "eu-south-1": "eu-central-1",
+    "af-south-1": "eu-west-1",
+    "me-south-1": "ap-south-1",
+    "ap-south-1": "ap-south-1",
+    "ap-east-1": "ap-southeast-1",
+    "ap-southeast-1": "ap-southeast-1",
+    "ap-southeast-2": "ap-southeast-2",
+    "ap-northeast-1": "ap-northeast-1",
+    "ap-northeast-2": "ap-northeast-2",
+    "ap-northeast-3": "ap-northeast-1",
+}
+
+_REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
+_TENANT = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
+_SEGMENT = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
+_HOST = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+_ORIGIN = re.compile(r"^https?://(?:[a-z0-9-]+\.)*[a-z0-9-]+(?::\d{1,5})?$")
+_CERTIFICATE_ARN = re.compile(r"^arn:aws:acm:(?P<region>[a-z0-9-]+):\d{12}:certificate/[0-9a-f-]+$")
+_PEM = re.compile(
+    r"^-----BEGIN PUBLIC KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PUBLIC KEY-----\s*$"
+)
+# CloudWatch Logs' allowed retention periods, in days.
+_LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)  # fmt: skip - one table, not 22 lines
+
+Region = Annotated[str, StringConstraints(pattern=_REGION)]
+_Strict = ConfigDict(frozen=True, extra="forbid")
+
+
+class ConfigError(ValueError):
+    """The context holds a value the app cannot deploy; the message names every bad key."""
+
+
+class PublicKeyConfig(BaseModel):
+    """One CloudFront public key a tenant signs URLs with (several overlap during rotation)."""
+
+    model_config = _Strict
+
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    """A stable name for the key (part of the CloudFormation logical id, so keep it fixed)."""
+    pem: str
+    """The RSA public key, PEM (`-----BEGIN PUBLIC KEY-----`)."""
+
+    @field_validator("pem")
+    @classmethod
+    def _check_pem(cls, value: str) -> str:
+        if not _PEM.match(value):
+            msg = (
+                "must be a PEM public key (-----BEGIN PUBLIC KEY----- ... -----END PUBLIC KEY-----)"
+            )
+            raise ValueError(msg)
+        return value
+
+
+class TenantConfig(BaseModel):
+    """One tenant: its key prefixes, and optionally signed URLs and hotlink protection (R17)."""
+
+    model_config = _Strict
+
+    name: Annotated[str, StringConstraints(pattern=_TENANT)]
+    """The tenant id of the key layout: 1-32 of `a-z 0-9 -`, alphanumeric at both ends."""
+    signed_urls: tuple[PublicKeyConfig, ...] = ()
+    """Public keys of this tenant's trusted key group; empty means its URLs need no signature."""
+    referers: tuple[Annotated[str, StringConstraints(pattern=_HOST)], ...] = ()
+    """Hosts allowed to embed this tenant's images (WAF rule; needs `waf.enabled`)."""
+    allow_empty_referer: bool = True
+    """Whether requests without a `Referer` (direct visits, privacy settings) are allowed."""
+
+    @field_validator("signed_urls")
+    @classmethod
+    def _unique_key_ids(cls, value: tuple[PublicKeyConfig, ...]) -> tuple[PublicKeyConfig, ...]:
+        ids = [key.id for key in value]
+        if len(ids) != len(set(ids)):
+            msg = f"key ids must be unique; got {ids}"
+            raise ValueError(msg)
+        return value
+
+
+class PrecomputeConfig(BaseModel):
+    """The S3-event worker: sizing, batching and retries."""
+
+    model_config = _Strict
+
+    memory_mb: int = Field(default=3008, ge=128, le=10240)
+    """Memory (and so CPU share); 3008 MB gives ~2 vCPUs, which AVIF encoding uses."""
+    timeout_seconds: int = Field(default=300, ge=10, le=900)
+    """Per invocation; the queue's visibility timeout is 6x this (see `visibility_timeout`)."""
+    reserved_concurrency: int | None = Field(default=None, ge=2, le=1000)
+    """Caps concurrent renders (and the event source's max concurrency); None: unreserved."""
+    batch_size: int = Field(default=4, ge=1, le=10)
+    """SQS messages per invocation; failures are reported per item."""
+    max_batching_window_seconds: int = Field(default=0, ge=0, le=300)
+    max_receive_count: int = Field(default=5, ge=1, le=1000)
+    """Deliveries before a message moves to the DLQ (R18: nothing is lost)."""
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        """6x the timeout plus the batching window: AWS's rule for SQS event sources.
+
+        A message stays invisible while a batch is retried after throttling, so the queue never
+        hands the same message to a second worker while the first still holds it.
+        """
+        return 6 * self.timeout_seconds + self.max_batching_window_seconds
+
+
+class FallbackConfig(BaseModel):
+    """The transformer behind the Function URL (runs on misses only)."""
+
+    model_config = _Strict
+
+    memory_mb: int = Field(default=2048, ge=128, le=10240)
+    timeout_seconds: int = Field(default=30, ge=5, le=120)
+    """Also CloudFront's origin read timeout; 120 s is the default quota for it."""
+    reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    """Caps concurrent on-the-fly renders during a miss storm; None: unreserved."""
+
+
+class WafConfig(BaseModel):
+    """The optional web ACL: per-IP rate limit, IP reputation list, per-tenant referer rules."""
+
+    model_config = _Strict
+
+    enabled: bool = False
+    rate_limit: int = Field(default=2000, ge=10, le=2_000_000_000)
+    """Requests per IP in any 5-minute window before WAF blocks that IP."""
+    ip_reputation: bool = True
+    """Add AWS's managed Amazon IP reputation list."""
+
+
+class DomainConfig(BaseModel):
+    """A custom domain: alternate names and an ACM certificate that lives in us-east-1."""
+
+    model_config = _Strict
+
+    names: tuple[Annotated[str, StringConstraints(pattern=_HOST)], ...] = Field(min_length=1)
+    certificate_arn: str
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _check_certificate(cls, value: str) -> str:
+        match = _CERTIFICATE_ARN.match(value)
+        if match is None:
+            msg = (
+                "must be an ACM certificate ARN (arn:aws:acm:us-east-1:<account>:certificate/<id>)"
+            )
+            raise ValueError(msg)
+        if match["region"] != "us-east-1":
+            msg = (
+                f"the certificate is in {match['region']}; CloudFront only uses ACM certificates "
+                "from us-east-1"
+            )
+            raise ValueError(msg)
+        return value
+
+
+class AlarmConfig(BaseModel):
+    """Alarm thresholds; every alarm notifies one SNS topic (optionally an e-mail address)."""
+
+    model_config = _Strict
+
+    dlq_depth: int = Field(default=0, ge=0)
+    """Alarm when more than this many messages wait in the DLQ."""
+    precompute_errors: int = Field(default=0, ge=0)
+    """Alarm when the worker fails more than this many invocations in 5 minutes."""
+    fallback_5xx_percent: float = Field(default=1.0, gt=0, le=100)
+    """Alarm when more than this share of Function URL requests answer 5xx (5-minute windows)."""
+    fallback_invocations_per_minute: int = Field(default=100, ge=1)
+    """Alarm when the fallback runs more often than this: pre-compute is not covering traffic."""
+    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+
+
+class BackfillConfig(BaseModel):
+    """The Distributed Map that renders a catalogue prefix with the precompute worker."""
+
+    model_config = _Strict
+
+    max_concurrency: int = Field(default=20, ge=1, le=10000)
+    """Child workflows (worker invocations) running at once."""
+    items_per_batch: int = Field(default=5, ge=1, le=100)
+    """Originals per worker invocation; keep `items x render time` well inside the timeout."""
+    tolerated_failure_percent: float = Field(default=0, ge=0, le=100)
+
+
+class RetentionConfig(BaseModel):
+    """How long logs and superseded objects are kept."""
+
+    model_config = _Strict
+
+    log_days: int = 90
+    """CloudWatch Logs retention of the Lambdas and the state machine."""
+    access_log_days: int = Field(default=90, ge=1)
+    """S3 and CloudFront access logs in the log bucket."""
+    derivatives_noncurrent_days: int = Field(default=7, ge=1)
+    """Superseded or deleted derivatives (noncurrent versions) expire after this many days."""
+    originals_noncurrent_days: int | None = Field(default=None, ge=1)
+    """Noncurrent versions of originals; None keeps them (a takedown deletes all versions)."""
+
+    @field_validator("log_days")
+    @classmethod
+    def _check_log_days(cls, value: int) -> int:
+        if value not in _LOG_RETENTION_DAYS:
+            msg = f"must be one of CloudWatch Logs' retention periods {list(_LOG_RETENTION_DAYS)}"
+            raise ValueError(msg)
+        return value
+
+
+class InfraConfig(BaseModel):
+    """Everything a deployment may choose; defaults make a working, private-by-default stack."""
+
+    model_config = _Strict
+
+    stack_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,100}$")] = (
+        "Imgcdn"
+    )
+    account: Annotated[str, StringConstraints(pattern=r"^\d{12}$")] | None = None
+    """Target account; None: the CLI's (`CDK_DEFAULT_ACCOUNT`), or environment-agnostic."""
+    region: Region | None = None
+    """Target Region; None: the CLI's (`CDK_DEFAULT_REGION`), or environment-agnostic."""
+    tenants: tuple[TenantConfig, ...] = Field(min_length=1)
+    """Tenants whose prefixes the Lambdas may touch (IAM is scoped per tenant, R17)."""
+    takedown_prefix: Annotated[str, StringConstraints(pattern=_SEGMENT)] = "ugc"
+    """First path segment of takedown-eligible content (imgcore's `ContentClass.TAKEDOWN`)."""
+    cors_origins: tuple[str, ...] = ("*",)
+    """`Access-Control-Allow-Origin` values: `*` or `https://host[:port]`; empty: no CORS."""
+    architecture: Literal["arm64", "x86_64"] = "arm64"
+    """Lambda architecture; the assets must be built for it (`build-assets.sh --arch`)."""
+    origin_shield_region: Region | None = None
+    """Origin Shield's Region; None: AWS's recommendation for `region`."""
+    price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = "PriceClass_All"
+    precompute: PrecomputeConfig = PrecomputeConfig()
+    fallback: FallbackConfig = FallbackConfig()
+    waf: WafConfig = WafConfig()
+    domain: DomainConfig | None = None
+    alarms: AlarmConfig = AlarmConfig()
+    backfill: BackfillConfig = BackfillConfig()
+    retention: RetentionConfig = RetentionConfig()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.match(origin):
+                msg = f"{origin!r} is not '*' or an origin like https://example.com[:port]"
+                raise ValueError(msg)
+        if "*" in value and len(value) > 1:
+            msg = "'*' already allows every origin; list either '*' or explicit origins"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("tenants")
+    @classmethod
+    def _unique_tenants(cls, value: tuple[TenantConfig, ...]) -> tuple[TenantConfig, ...]:
+        names = [t.name for t in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            msg = f"tenant names must be unique; repeated: {duplicates}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("takedown_prefix")
+    @classmethod
+    def _distinct_prefix(cls, value: str) -> str:
+        if value == STANDARD_PREFIX:
+            msg = f"must differ from the standard prefix {STANDARD_PREFIX!r}"
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _check_features(self) -> Self:
+        for index, tenant in enumerate(self.tenants):
+            if tenant.referers and not self.waf.enabled:
+                msg = (
+                    f"tenants.{index}.referers: the referer allowlist is a WAF rule; "
+                    "set waf.enabled=true or remove the referers"
+                )
+                raise ValueError(msg)
+        unknown = self.region is not None and self.region not in ORIGIN_SHIELD_FOR_REGION
+        if self.origin_shield_region is None and unknown:
+            msg = (
+                f"origin_shield_region: no recommended Origin Shield Region is known for "
+                f"{self.region}; set origin_shield_region to the Origin Shield Region "
+                "nearest to it"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def prefixes(self) -> tuple[str, str]:
+        """The two content-class prefixes: standard and takedown-eligible."""
+        return (STANDARD_PREFIX, self.takedown_prefix)
+
+    @property
+    def tenant_prefixes(self) -> tuple[str, ...]:
+        """`{class}/{tenant}/` for every class and tenant: the only keys the Lambdas may touch."""
+        return tuple(f"{p}/{t.name}/" for t in self.tenants for p in self.prefixes)
+
+    def resolved_origin_shield_region(self, stack_region: str | None) -> str:
+        """The Origin Shield Region: the configured one, else AWS's pick for the stack's Region.
+
+        Raises:
+            ConfigError: Neither is known (an environment-agnostic synth without the key).
+        """
+        if self.origin_shield_region is not None:
+            return self.origin_shield_region
+        region = self.region or stack_region
+        if region is None:
+            msg = (
+                "origin_shield_region: required when the target Region is unknown; set "
+                "region (or CDK_DEFAULT_REGION) or origin_shield_region"
+            )
+            raise ConfigError(msg)
+        return origin_shield_region_for(region)
+
+
+def origin_shield_region_for(region: str) -> str:
+    """AWS's recommended Origin Shield Region for an origin in `region`.
+
+    Raises:
+        ConfigError: The Region is not in the known table.
+    """
+    try:
+        return ORIGIN_SHIELD_FOR_REGION[region]
+    except KeyError:
+        msg = (
+            f"origin_shield_region: no recommended Origin Shield Region is known for {region}; "
+            "set origin_shield_region to the Origin Shield Region nearest to it"
+        )
+        raise ConfigError(msg) from None
+
+
+def _parse_value(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any, key: str) -> None:
+    node: Any = target
+    for part in path[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            msg = f"{key}: cannot set {'.'.join(path)}; {part!r} is not an object"
+            raise ConfigError(msg)
+        child = node.get(part)
+        if not isinstance(child, dict | list):
+            child = {}
+            node[part] = child
+        node = child
+    last = path[-1]
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        msg = f"{key}: cannot set {'.'.join(path)}"
+        raise ConfigError(msg)
+
+
+def _merged(context: Mapping[str, Any]) -> dict[str, Any]:
+    base = _parse_value(context.get(CONTEXT_KEY, {}))
+    if not isinstance(base, dict):
+        msg = f"{CONTEXT_KEY}: must be a JSON object; got {type(base).__name__}"
+        raise ConfigError(msg)
+    merged: dict[str, Any] = json.loads(json.dumps(base))  # a deep copy that flat keys may edit
+    for key in sorted(k for k in context if k.startswith(CONTEXT_KEY + ":")):
+        path = key[len(CONTEXT_KEY) + 1 :].split(".")
+        if not all(path):
+            msg = f"{key}: not a dotted path (expected {CONTEXT_KEY}:<field>[.<field>...])"
+            raise ConfigError(msg)
+        _set_path(merged, path, _parse_value(context[key]), key)
+    return merged
+
+
+def _describe(error: ValidationError) -> str:
+    errors = error.errors()
+    # An invalid item also empties its list for the length check: report only the item.
+    failed_lists = {item["loc"][:-2] for item in errors if len(item["loc"]) >= 2}
+    lines = []
+    for item in errors:
+        if item["type"] == "too_short" and item["loc"][:-1] in failed_lists:
+            continue
+        where = ".".join(str(part) for part in (CONTEXT_KEY, *item["loc"]))
+        message = item["msg"].removeprefix("Value error, ")
+        given = item.get("input")
+        shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+        lines.append(f"{where}: {message}{shown}")
+    return "invalid imgcdn configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(context: Mapping[str, Any]) -> InfraConfig:
+    """Build the config from CDK context values.
+
+    Args:
+        context: The context (`{"imgcdn": {...}, "imgcdn:precompute.memory_mb": "4096"}`).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: A value is missing or wrong; the message names every bad key.
+    """
+    try:
+        return InfraConfig.model_validate(_merged(context))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None

@@ -1,0 +1,288 @@
+"""Viewer to bytes: the distribution, its cache behaviours, the Function and the fallback.
+
+Every behaviour targets one origin group: the derivatives bucket first (OAC), the fallback's
+Function URL (OAC) on 403/404/5xx (R14), both behind Origin Shield. The cache key is the
+rewritten URI plus exactly `w, h, fmt, q` (R1); min TTL is 0 everywhere so the fallback's
+`no-store` redirect is never cached (R12); the takedown prefix caps the TTL at 60 s (R9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from imgcdn_infra.assets import FUNCTIONS, BuiltAssets
+from imgcdn_infra.config import STANDARD_PREFIX, InfraConfig
+from imgcdn_infra.permissions import fallback_statements, lambda_role
+from imgcdn_infra.pipeline import (
+    LAMBDA_RUNTIME,
+    lambda_architecture,
+    lambda_code,
+    lambda_environment,
+    log_retention,
+)
+from imgcdn_infra.storage import Storage
+
+__all__ = [
+    "CACHE_KEY_QUERY_STRINGS",
+    "FAILOVER_STATUS_CODES",
+    "FUNCTION_SIZE_LIMIT",
+    "Delivery",
+]
+
+CACHE_KEY_QUERY_STRINGS = ("w", "h", "fmt", "q")
+"""R1: the only request values that change the bytes."""
+FAILOVER_STATUS_CODES = (403, 404, 500, 502, 503, 504)
+"""R14: S3 behind OAC answers 403 for a missing key, so 403 must fail over too."""
+FUNCTION_SIZE_LIMIT = 10 * 1024
+"""CloudFront Functions' maximum code size in bytes."""
+HSTS_MAX_AGE = Duration.days(730)
+_PRICE_CLASS = {
+    "PriceClass_100": cloudfront.PriceClass.PRICE_CLASS_100,
+    "PriceClass_200": cloudfront.PriceClass.PRICE_CLASS_200,
+    "PriceClass_All": cloudfront.PriceClass.PRICE_CLASS_ALL,
+}
+
+
+class Delivery(Construct):
+    """The fallback transformer and the CloudFront distribution in front of everything."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        storage: Storage,
+        assets: BuiltAssets,
+        origin_shield_region: str,
+        web_acl_arn: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self.log_group = logs.LogGroup(
+            self,
+            "FallbackLogs",
+            retention=log_retention(config.retention.log_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.s3_statements = fallback_statements(
+            storage.originals, storage.derivatives, config.tenant_prefixes
+        )
+        role = lambda_role(
+            self,
+            "FallbackRole",
+            log_group=self.log_group,
+            statements=self.s3_statements,
+            description="imgcdn fallback: read originals and manifests, write derivatives",
+        )
+        spec = next(f for f in FUNCTIONS if f.name == "edge")
+        settings = config.fallback
+        self.fallback = lambda_.Function(
+            self,
+            "Fallback",
+            description="imgcdn fallback: renders a derivative on a cache and S3 miss",
+            runtime=LAMBDA_RUNTIME,
+            architecture=lambda_architecture(config),
+            handler=spec.handler,
+            code=lambda_code(assets, spec.name),
+            memory_size=settings.memory_mb,
+            timeout=Duration.seconds(settings.timeout_seconds),
+            reserved_concurrent_executions=settings.reserved_concurrency,
+            environment=lambda_environment(storage, assets),
+            role=role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+        )
+        # IAM auth: only CloudFront, signing with OAC, can invoke the URL.
+        self.fallback_url = self.fallback.add_function_url(
+            auth_type=lambda_.FunctionUrlAuthType.AWS_IAM,
+            invoke_mode=lambda_.InvokeMode.BUFFERED,
+        )
+
+        primary = origins.S3BucketOrigin.with_origin_access_control(
+            storage.derivatives,
+            origin_access_levels=[cloudfront.AccessLevel.READ],
+            origin_shield_region=origin_shield_region,
+            origin_shield_enabled=True,
+        )
+        fallback = origins.FunctionUrlOrigin.with_origin_access_control(
+            self.fallback_url,
+            origin_shield_region=origin_shield_region,
+            origin_shield_enabled=True,
+            # CloudFront waits for a render as long as the function may run.
+            read_timeout=Duration.seconds(settings.timeout_seconds),
+        )
+        self.origin = origins.OriginGroup(
+            primary_origin=primary,
+            fallback_origin=fallback,
+            fallback_status_codes=list(FAILOVER_STATUS_CODES),
+        )
+
+        ttl = assets.policy["ttl"]
+        if not isinstance(ttl, Mapping):  # pragma: no cover - the policy's schema guarantees it
+            msg = "policy.json has no ttl object"
+            raise TypeError(msg)
+        self.standard_cache = self._cache_policy(
+            "StandardCachePolicy",
+            "imgcdn standard images: versioned, immutable",
+            default_ttl=int(ttl["immutable"]),
+            max_ttl=int(ttl["immutable"]),
+        )
+        self.takedown_cache = self._cache_policy(
+            "TakedownCachePolicy",
+            "imgcdn takedown-eligible images: at most 60 s at the edge (R9)",
+            default_ttl=int(ttl["takedown"]),
+            max_ttl=int(ttl["takedown"]),
+        )
+        self.viewer_request = cloudfront.Function(
+            self,
+            "ViewerRequest",
+            code=cloudfront.FunctionCode.from_file(file_path=str(assets.viewer_request_js)),
+            runtime=cloudfront.FunctionRuntime.JS_2_0,
+            comment="imgcdn: canonical query, fmt=auto, URI -> derivative key (R1-R5)",
+        )
+        self.headers = self._response_headers()
+        self.key_groups = self._key_groups()
+
+        behaviors: dict[str, cloudfront.BehaviorOptions] = {}
+        for tenant in config.tenants:
+            key_group = self.key_groups.get(tenant.name)
+            if key_group is None:
+                continue
+            # One behaviour per class and tenant: CloudFront checks the signature against this
+            # tenant's keys only, so tenant A's key can never open tenant B's images (R17).
+            behaviors[f"/{STANDARD_PREFIX}/{tenant.name}/*"] = self._behavior(
+                self.standard_cache, [key_group]
+            )
+            behaviors[f"/{config.takedown_prefix}/{tenant.name}/*"] = self._behavior(
+                self.takedown_cache, [key_group]
+            )
+        behaviors[f"/{config.takedown_prefix}/*"] = self._behavior(self.takedown_cache, [])
+
+        domain = config.domain
+        self.distribution = cloudfront.Distribution(
+            self,
+            "Distribution",
+            comment=f"imgcdn {config.stack_name}",
+            default_behavior=self._behavior(self.standard_cache, []),
+            additional_behaviors=behaviors,
+            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+            enable_ipv6=True,
+            price_class=_PRICE_CLASS[config.price_class],
+            enable_logging=True,
+            log_bucket=storage.log_bucket,
+            log_file_prefix="cloudfront/",
+            domain_names=list(domain.names) if domain else None,
+            certificate=acm.Certificate.from_certificate_arn(
+                self, "Certificate", domain.certificate_arn
+            )
+            if domain
+            else None,
+            minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021
+            if domain
+            else None,
+            web_acl_id=web_acl_arn,
+        )
+
+    def _cache_policy(
+        self, construct_id: str, comment: str, *, default_ttl: int, max_ttl: int
+    ) -> cloudfront.CachePolicy:
+        return cloudfront.CachePolicy(
+            self,
+            construct_id,
+            comment=comment,
+            query_string_behavior=cloudfront.CacheQueryStringBehavior.allow_list(
+                *CACHE_KEY_QUERY_STRINGS
+            ),
+            header_behavior=cloudfront.CacheHeaderBehavior.none(),
+            cookie_behavior=cloudfront.CacheCookieBehavior.none(),
+            enable_accept_encoding_gzip=True,
+            enable_accept_encoding_brotli=True,
+            # R12: never 0 < min TTL, or CloudFront caches the oversize redirect despite no-store.
+            min_ttl=Duration.seconds(0),
+            default_ttl=Duration.seconds(default_ttl),
+            max_ttl=Duration.seconds(max_ttl),
+        )
+
+    def _behavior(
+        self, cache_policy: cloudfront.ICachePolicy, key_groups: Sequence[cloudfront.IKeyGroup]
+    ) -> cloudfront.BehaviorOptions:
+        return cloudfront.BehaviorOptions(
+            origin=self.origin,
+            cache_policy=cache_policy,
+            # Origin groups fail over only for GET, HEAD and OPTIONS; images need GET and HEAD.
+            allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+            cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD,
+            viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+            compress=True,
+            response_headers_policy=self.headers,
+            function_associations=[
+                cloudfront.FunctionAssociation(
+                    function=self.viewer_request,
+                    event_type=cloudfront.FunctionEventType.VIEWER_REQUEST,
+                )
+            ],
+            trusted_key_groups=list(key_groups) or None,
+        )
+
+    def _response_headers(self) -> cloudfront.ResponseHeadersPolicy:
+        cors_origins = list(self._config.cors_origins)
+        timing_origin = "*" if cors_origins in ([], ["*"]) else ", ".join(cors_origins)
+        return cloudfront.ResponseHeadersPolicy(
+            self,
+            "ResponseHeaders",
+            comment="imgcdn: HSTS, nosniff, CORS, Timing-Allow-Origin",
+            security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
+                strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
+                    access_control_max_age=HSTS_MAX_AGE, include_subdomains=True, override=True
+                ),
+                content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
+            ),
+            cors_behavior=cloudfront.ResponseHeadersCorsBehavior(
+                access_control_allow_credentials=False,
+                access_control_allow_headers=["*"],
+                access_control_allow_methods=["GET", "HEAD"],
+                access_control_allow_origins=cors_origins,
+                access_control_max_age=Duration.days(1),
+                origin_override=True,
+            )
+            if cors_origins
+            else None,
+            custom_headers_behavior=cloudfront.ResponseCustomHeadersBehavior(
+                custom_headers=[
+                    cloudfront.ResponseCustomHeader(
+                        header="Timing-Allow-Origin", value=timing_origin, override=True
+                    )
+                ]
+            ),
+        )
+
+    def _key_groups(self) -> dict[str, cloudfront.KeyGroup]:
+        groups: dict[str, cloudfront.KeyGroup] = {}
+        for tenant in self._config.tenants:
+            if not tenant.signed_urls:
+                continue
+            keys = [
+                cloudfront.PublicKey(
+                    self,
+                    f"Key-{tenant.name}-{key.id}",
+                    encoded_key=key.pem,
+                    comment=f"imgcdn tenant {tenant.name}, key {key.id}",
+                )
+                for key in tenant.signed_urls
+            ]
+            groups[tenant.name] = cloudfront.KeyGroup(
+                self,
+                f"KeyGroup-{tenant.name}",
+                items=keys,
+                comment=f"imgcdn tenant {tenant.name}: signed URLs (R17)",
+            )
+        return groups

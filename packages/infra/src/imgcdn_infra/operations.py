@@ -1,0 +1,316 @@
+"""Running it: alarms, a dashboard, and the backfill state machine over a catalogue prefix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from imgcdn_infra.config import InfraConfig
+from imgcdn_infra.pipeline import log_retention
+
+__all__ = ["BACKFILL_SOURCE", "Backfill", "Operations"]
+
+BACKFILL_SOURCE = "imgcdn.backfill"
+"""The `source` of the event the precompute handler accepts from the backfill."""
+CLOUDFRONT_METRICS_REGION = "us-east-1"
+"""CloudFront publishes its metrics in us-east-1, whatever the distribution's stack Region."""
+FIVE_MINUTES = Duration.minutes(5)
+
+
+class Backfill(Construct):
+    """A Distributed Map: list a prefix of originals, hand batches to the precompute worker.
+
+    Start an execution with `{"prefix": "img/<tenant>/"}`. Each child workflow receives
+    `{"Items": [{"Key": ...}], "BatchInput": {...}}` and invokes the worker with the event it
+    understands: `{"source": "imgcdn.backfill", "bucket": ..., "items": [{"Key": raw key}]}`.
+    A batch whose answer lists `batchItemFailures` fails its child workflow, which counts
+    against `tolerated_failure_percent`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        originals: s3.IBucket,
+        worker: lambda_.IFunction,
+        worker_timeout: Duration,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        settings = config.backfill
+        render = tasks.LambdaInvoke(
+            self,
+            "Render batch",
+            lambda_function=worker,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "source": sfn.JsonPath.string_at("$.BatchInput.source"),
+                    "bucket": sfn.JsonPath.string_at("$.BatchInput.bucket"),
+                    "items": sfn.JsonPath.list_at("$.Items"),
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+            task_timeout=sfn.Timeout.duration(worker_timeout.plus(Duration.seconds(30))),
+        )
+        # Reserved concurrency makes throttles expected during a backfill: wait, don't fail.
+        render.add_retry(
+            errors=["Lambda.TooManyRequestsException"],
+            interval=Duration.seconds(5),
+            backoff_rate=2,
+            max_attempts=8,
+            max_delay=Duration.minutes(5),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        verdict = (
+            sfn.Choice(self, "Any failed items?")
+            .when(
+                sfn.Condition.is_present("$.batchItemFailures[0]"),
+                sfn.Fail(
+                    self,
+                    "Items failed",
+                    error="imgcdn.BackfillItemsFailed",
+                    cause="the worker reported batchItemFailures for this batch",
+                ),
+            )
+            .otherwise(sfn.Succeed(self, "Batch rendered"))
+        )
+        each_batch = sfn.DistributedMap(
+            self,
+            "Each batch of originals",
+            item_reader=sfn.S3ObjectsItemReader(
+                bucket=originals, prefix=sfn.JsonPath.string_at("$.prefix")
+            ),
+            item_selector={"Key": sfn.JsonPath.string_at("$$.Map.Item.Value.Key")},
+            item_batcher=sfn.ItemBatcher(
+                max_items_per_batch=settings.items_per_batch,
+                batch_input={"source": BACKFILL_SOURCE, "bucket": originals.bucket_name},
+            ),
+            max_concurrency=settings.max_concurrency,
+            tolerated_failure_percentage=settings.tolerated_failure_percent,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+        )
+        each_batch.item_processor(render.next(verdict))
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=log_retention(config.retention.log_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            comment="imgcdn backfill: render the standard variants of the originals under a prefix",
+            definition_body=sfn.DefinitionBody.from_chainable(each_batch),
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL),
+            tracing_enabled=True,
+        )
+
+
+class Operations(Construct):
+    """The alarm topic, the alarms that page someone, and the dashboard that explains them."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        dead_letters: sqs.IQueue,
+        queue: sqs.IQueue,
+        precompute: lambda_.IFunction,
+        fallback: lambda_.IFunction,
+        distribution: cloudfront.Distribution,
+        backfill: sfn.StateMachine,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        thresholds = config.alarms
+        self.topic = sns.Topic(self, "Alarms", display_name="imgcdn alarms", enforce_ssl=True)
+        if thresholds.email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(thresholds.email))
+
+        fallback_requests = cloudwatch.Metric(
+            namespace="AWS/Lambda",
+            metric_name="UrlRequestCount",
+            dimensions_map={"FunctionName": fallback.function_name},
+            statistic="Sum",
+            period=FIVE_MINUTES,
+        )
+        fallback_5xx = cloudwatch.Metric(
+            namespace="AWS/Lambda",
+            metric_name="Url5xxCount",
+            dimensions_map={"FunctionName": fallback.function_name},
+            statistic="Sum",
+            period=FIVE_MINUTES,
+        )
+        fallback_5xx_rate = cloudwatch.MathExpression(
+            expression="IF(requests > 0, 100 * errors / requests, 0)",
+            using_metrics={"requests": fallback_requests, "errors": fallback_5xx},
+            label="fallback 5xx %",
+            period=FIVE_MINUTES,
+        )
+        self.alarms = [
+            self._alarm(
+                "DeadLetters",
+                dead_letters.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                thresholds.dlq_depth,
+                "Uploads that precompute gave up on are waiting in the DLQ (redrive them).",
+            ),
+            self._alarm(
+                "PrecomputeErrors",
+                precompute.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+                thresholds.precompute_errors,
+                "The precompute worker failed invocations (not only items).",
+            ),
+            self._alarm(
+                "Fallback5xxRate",
+                fallback_5xx_rate,
+                thresholds.fallback_5xx_percent,
+                "The fallback transformer answers 5xx to CloudFront.",
+            ),
+            self._alarm(
+                "FallbackInvocationRate",
+                fallback.metric_invocations(period=Duration.minutes(1), statistic="Sum"),
+                thresholds.fallback_invocations_per_minute,
+                "Misses reach the fallback often: pre-compute does not cover the traffic "
+                "(new variants in use, or precompute lagging).",
+                evaluation_periods=5,
+            ),
+            self._alarm(
+                "BackfillFailed",
+                backfill.metric_failed(period=FIVE_MINUTES, statistic="Sum"),
+                0,
+                "A backfill execution failed (more items failed than tolerated).",
+            ),
+        ]
+        self.dashboard = self._dashboard(
+            config=config,
+            distribution=distribution,
+            precompute=precompute,
+            fallback=fallback,
+            fallback_5xx_rate=fallback_5xx_rate,
+            queue=queue,
+            dead_letters=dead_letters,
+            backfill=backfill,
+        )
+
+    def _alarm(
+        self,
+        construct_id: str,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        description: str,
+        *,
+        evaluation_periods: int = 1,
+    ) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=evaluation_periods,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        alarm.add_alarm_action(actions.SnsAction(self.topic))
+        alarm.add_ok_action(actions.SnsAction(self.topic))
+        return alarm
+
+    def _dashboard(
+        self,
+        *,
+        config: InfraConfig,
+        distribution: cloudfront.Distribution,
+        precompute: lambda_.IFunction,
+        fallback: lambda_.IFunction,
+        fallback_5xx_rate: cloudwatch.IMetric,
+        queue: sqs.IQueue,
+        dead_letters: sqs.IQueue,
+        backfill: sfn.StateMachine,
+    ) -> cloudwatch.Dashboard:
+        edge: dict[str, Any] = {"region": CLOUDFRONT_METRICS_REGION, "period": FIVE_MINUTES}
+        dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=f"{config.stack_name}-imgcdn"
+        )
+        dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=3)
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Viewer requests vs fallback renders (pre-compute coverage)",
+                left=[
+                    distribution.metric_requests(statistic="Sum", **edge),
+                    fallback.metric_invocations(period=FIVE_MINUTES, statistic="Sum"),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Edge error rates (%)",
+                left=[
+                    distribution.metric4xx_error_rate(**edge),
+                    distribution.metric5xx_error_rate(**edge),
+                    fallback_5xx_rate,
+                ],
+                width=12,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Fallback duration (p50, p99) and throttles",
+                left=[
+                    fallback.metric_duration(period=FIVE_MINUTES, statistic="p50"),
+                    fallback.metric_duration(period=FIVE_MINUTES, statistic="p99"),
+                ],
+                right=[fallback.metric_throttles(period=FIVE_MINUTES, statistic="Sum")],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Precompute invocations, errors, throttles",
+                left=[
+                    precompute.metric_invocations(period=FIVE_MINUTES, statistic="Sum"),
+                    precompute.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+                    precompute.metric_throttles(period=FIVE_MINUTES, statistic="Sum"),
+                ],
+                right=[precompute.metric_duration(period=FIVE_MINUTES, statistic="p99")],
+                width=12,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Upload queue: waiting, oldest age (s); DLQ depth",
+                left=[
+                    queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES),
+                    dead_letters.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES),
+                ],
+                right=[queue.metric_approximate_age_of_oldest_message(period=FIVE_MINUTES)],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Backfill executions",
+                left=[
+                    backfill.metric_started(period=FIVE_MINUTES),
+                    backfill.metric_succeeded(period=FIVE_MINUTES),
+                    backfill.metric_failed(period=FIVE_MINUTES),
+                ],
+                width=12,
+            ),
+        )
+        return dashboard

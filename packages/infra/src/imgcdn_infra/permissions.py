@@ -1,0 +1,107 @@
+"""Least privilege, written out: each Lambda's role and every S3 statement it holds (R17).
+
+Statements name bucket ARNs and `{class}/{tenant}/` prefixes explicitly instead of using CDK's
+`grant_*` helpers, so a reader (and a test) sees exactly what each function may do. Listing is
+allowed only under the same prefixes; note that S3 therefore answers a read of a missing key with
+403 AccessDenied rather than 404 (the handlers treat both as "not there").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+__all__ = [
+    "fallback_statements",
+    "lambda_role",
+    "precompute_statements",
+]
+
+
+def _objects(bucket: s3.IBucket, prefixes: Sequence[str], suffix: str = "*") -> list[str]:
+    return [bucket.arn_for_objects(f"{prefix}{suffix}") for prefix in prefixes]
+
+
+def _list(sid: str, bucket: s3.IBucket, prefixes: Sequence[str]) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid=sid,
+        actions=["s3:ListBucket"],
+        resources=[bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+    )
+
+
+def precompute_statements(
+    originals: s3.IBucket, derivatives: s3.IBucket, prefixes: Sequence[str]
+) -> list[iam.PolicyStatement]:
+    """The worker reads originals and owns derivatives, under the tenants' prefixes only."""
+    return [
+        iam.PolicyStatement(
+            sid="ReadOriginals",
+            actions=["s3:GetObject", "s3:GetObjectVersion"],
+            resources=_objects(originals, prefixes),
+        ),
+        _list("ListOriginals", originals, prefixes),
+        iam.PolicyStatement(
+            sid="ReadWriteDeleteDerivatives",
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            resources=_objects(derivatives, prefixes),
+        ),
+        _list("ListDerivatives", derivatives, prefixes),
+    ]
+
+
+def fallback_statements(
+    originals: s3.IBucket, derivatives: s3.IBucket, prefixes: Sequence[str]
+) -> list[iam.PolicyStatement]:
+    """The fallback reads originals (any version) and manifests, and writes derivatives only."""
+    return [
+        iam.PolicyStatement(
+            sid="ReadOriginals",
+            actions=["s3:GetObject", "s3:GetObjectVersion"],
+            resources=_objects(originals, prefixes),
+        ),
+        iam.PolicyStatement(
+            sid="ReadManifests",
+            actions=["s3:GetObject"],
+            resources=_objects(derivatives, prefixes, "*/manifest.json"),
+        ),
+        iam.PolicyStatement(
+            sid="WriteDerivatives",
+            actions=["s3:PutObject"],
+            resources=_objects(derivatives, prefixes),
+        ),
+    ]
+
+
+def lambda_role(
+    scope: Construct,
+    construct_id: str,
+    *,
+    log_group: logs.ILogGroup,
+    statements: Sequence[iam.PolicyStatement],
+    description: str,
+) -> iam.Role:
+    """A role for one function: its own log group and `statements`, no managed policies."""
+    return iam.Role(
+        scope,
+        construct_id,
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=description,
+        inline_policies={
+            "least-privilege": iam.PolicyDocument(
+                statements=[
+                    iam.PolicyStatement(
+                        sid="WriteOwnLogs",
+                        actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                        resources=[log_group.log_group_arn],
+                    ),
+                    *statements,
+                ]
+            )
+        },
+    )

@@ -1,0 +1,95 @@
+"""The three buckets: originals, derivatives and the access-log bucket, with their guards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from imgcdn_infra.config import InfraConfig
+
+__all__ = ["Storage"]
+
+
+def _guarded(scope: Construct, name: str, **props: Any) -> s3.Bucket:
+    """A private, encrypted, TLS-only bucket that outlives the stack (it holds user data)."""
+    return s3.Bucket(
+        scope,
+        name,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        minimum_tls_version=1.2,
+        removal_policy=RemovalPolicy.RETAIN,
+        **props,
+    )
+
+
+class Storage(Construct):
+    """Originals (what tenants upload), derivatives (what the edge serves) and their logs."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
+        super().__init__(scope, construct_id)
+        retention = config.retention
+        # CloudFront's standard logs are delivered with ACLs, so this one bucket allows them;
+        # S3 server access logs are granted by bucket policy (serverAccessLogsUseBucketPolicy).
+        self.log_bucket = _guarded(
+            self,
+            "LogBucket",
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=Duration.days(retention.access_log_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )
+        self.originals = _guarded(
+            self,
+            "Originals",
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="s3/originals/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="abort-incomplete-uploads",
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+                *(
+                    [
+                        s3.LifecycleRule(
+                            id="expire-noncurrent-originals",
+                            noncurrent_version_expiration=Duration.days(
+                                retention.originals_noncurrent_days
+                            ),
+                        )
+                    ]
+                    if retention.originals_noncurrent_days is not None
+                    else []
+                ),
+            ],
+        )
+        self.derivatives = _guarded(
+            self,
+            "Derivatives",
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="s3/derivatives/",
+            lifecycle_rules=[
+                # A re-upload supersedes a version's derivatives and a delete removes them: both
+                # leave noncurrent versions (and then bare delete markers) that nothing serves.
+                s3.LifecycleRule(
+                    id="expire-superseded-derivatives",
+                    noncurrent_version_expiration=Duration.days(
+                        retention.derivatives_noncurrent_days
+                    ),
+                    expired_object_delete_marker=True,
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )

@@ -1,0 +1,154 @@
+"""The context model: defaults, overrides, and errors that name the offending key."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from imgcdn_infra.config import ConfigError, InfraConfig, load_config, origin_shield_region_for
+
+TENANTS = {"tenants": [{"name": "acme"}]}
+
+
+def test_defaults_need_only_tenants() -> None:
+    config = load_config({"imgcdn": TENANTS})
+    assert config.architecture == "arm64"
+    assert config.takedown_prefix == "ugc"
+    assert config.cors_origins == ("*",)
+    assert config.tenant_prefixes == ("img/acme/", "ugc/acme/")
+    assert config.precompute.reserved_concurrency is None
+    assert not config.waf.enabled
+    assert config.domain is None
+
+
+def test_visibility_timeout_is_six_times_the_timeout_plus_the_batching_window() -> None:
+    config = load_config(
+        {
+            "imgcdn": TENANTS,
+            "imgcdn:precompute.timeout_seconds": "120",
+            "imgcdn:precompute.max_batching_window_seconds": "5",
+        }
+    )
+    assert config.precompute.visibility_timeout_seconds == 6 * 120 + 5
+
+
+def test_config_may_arrive_as_a_json_string_from_the_cli() -> None:
+    config = load_config({"imgcdn": json.dumps({**TENANTS, "architecture": "x86_64"})})
+    assert config.architecture == "x86_64"
+
+
+def test_flat_overrides_reach_nested_fields_and_list_items() -> None:
+    config = load_config(
+        {
+            "imgcdn": {"tenants": [{"name": "acme"}, {"name": "globex"}]},
+            "imgcdn:tenants.1.name": "initech",
+            "imgcdn:fallback.reserved_concurrency": "7",
+            "imgcdn:cors_origins": '["https://a.example"]',
+            "imgcdn:stack_name": "Images",
+        }
+    )
+    assert [t.name for t in config.tenants] == ["acme", "initech"]
+    assert config.fallback.reserved_concurrency == 7
+    assert config.cors_origins == ("https://a.example",)
+    assert config.stack_name == "Images"
+
+
+def test_the_model_is_frozen() -> None:
+    config = load_config({"imgcdn": TENANTS})
+    with pytest.raises(ValueError, match="frozen"):
+        config.architecture = "x86_64"  # type: ignore[misc] - the point is that it fails
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"imgcdn:architecture": "sparc"}, "imgcdn.architecture"),
+        ({"imgcdn:precompute.reserved_concurrency": "1"}, "imgcdn.precompute.reserved_concurrency"),
+        ({"imgcdn:precompute.timeout_seconds": "901"}, "imgcdn.precompute.timeout_seconds"),
+        ({"imgcdn:precompute.batch_size": "11"}, "imgcdn.precompute.batch_size"),
+        ({"imgcdn:fallback.timeout_seconds": "121"}, "imgcdn.fallback.timeout_seconds"),
+        ({"imgcdn:tenants.0.name": "Acme Corp"}, "imgcdn.tenants.0.name"),
+        ({"imgcdn:takedown_prefix": "img"}, "imgcdn.takedown_prefix"),
+        ({"imgcdn:takedown_prefix": "u/g"}, "imgcdn.takedown_prefix"),
+        ({"imgcdn:cors_origins": '["ftp://x.example"]'}, "imgcdn.cors_origins"),
+        ({"imgcdn:cors_origins": '["*", "https://x.example"]'}, "imgcdn.cors_origins"),
+        ({"imgcdn:origin_shield_region": "moon-1"}, "imgcdn.origin_shield_region"),
+        ({"imgcdn:region": "mars-north-1"}, "imgcdn.region"),
+        ({"imgcdn:region": "ap-southeast-7"}, "origin_shield_region"),
+        ({"imgcdn:retention.log_days": "42"}, "imgcdn.retention.log_days"),
+        ({"imgcdn:alarms.fallback_5xx_percent": "0"}, "imgcdn.alarms.fallback_5xx_percent"),
+        ({"imgcdn:alarms.email": "not-an-address"}, "imgcdn.alarms.email"),
+        ({"imgcdn:waf.rate_limit": "5"}, "imgcdn.waf.rate_limit"),
+        ({"imgcdn:architechture": "arm64"}, "imgcdn.architechture"),
+        ({"imgcdn:tenants.0.referers": '["acme.example"]'}, "tenants.0.referers"),
+        (
+            {"imgcdn:domain": '{"names": ["img.example.com"], "certificate_arn": "nope"}'},
+            "imgcdn.domain.certificate_arn",
+        ),
+        (
+            {
+                "imgcdn:domain": json.dumps(
+                    {
+                        "names": ["img.example.com"],
+                        "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/abc-1",
+                    }
+                )
+            },
+            "imgcdn.domain.certificate_arn",
+        ),
+        (
+            {"imgcdn:tenants.0.signed_urls": '[{"id": "k1", "pem": "ssh-rsa AAAA"}]'},
+            "imgcdn.tenants.0.signed_urls.0.pem",
+        ),
+    ],
+)
+def test_a_wrong_value_fails_with_a_message_naming_the_key(
+    overrides: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({"imgcdn": TENANTS, **overrides})
+    assert key in str(caught.value)
+
+
+def test_every_bad_key_is_reported_at_once_and_nothing_else() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            {
+                "imgcdn": TENANTS,
+                "imgcdn:tenants.0.name": "Bad",
+                "imgcdn:precompute.memory_mb": "64",
+            }
+        )
+    lines = str(caught.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "imgcdn.tenants.0.name",
+        "imgcdn.precompute.memory_mb",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("context", "key"),
+    [
+        ({}, "imgcdn.tenants"),
+        ({"imgcdn": {"tenants": []}}, "imgcdn.tenants"),
+        ({"imgcdn": {"tenants": [{"name": "a"}, {"name": "a"}]}}, "imgcdn.tenants"),
+        ({"imgcdn": "[1, 2]"}, "imgcdn"),
+        ({"imgcdn": TENANTS, "imgcdn:": "x"}, "imgcdn:"),
+        ({"imgcdn": TENANTS, "imgcdn:stack_name.x": "1"}, "imgcdn.stack_name"),
+    ],
+)
+def test_structural_errors_name_the_key(context: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_config(context)
+
+
+def test_origin_shield_follows_aws_recommendation_unless_set() -> None:
+    assert origin_shield_region_for("eu-north-1") == "eu-west-2"
+    config = InfraConfig.model_validate({**TENANTS, "region": "us-west-1"})
+    assert config.resolved_origin_shield_region(None) == "us-west-2"
+    pinned = InfraConfig.model_validate({**TENANTS, "origin_shield_region": "eu-central-1"})
+    assert pinned.resolved_origin_shield_region("us-east-1") == "eu-central-1"
+    with pytest.raises(ConfigError, match="origin_shield_region"):
+        InfraConfig.model_validate(TENANTS).resolved_origin_shield_region(None)
