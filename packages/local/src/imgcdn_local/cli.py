@@ -1,0 +1,122 @@
+"""`imgcdn dev` (run the local stack) and `imgcdn upload` (send originals to a running one)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from imgcore import ContentClass, ImageRef, ImgcoreError
+from imgcore.cli import Subparsers, emit
+from imgcore.percent import encode_path
+
+__all__ = ["configure_dev", "configure_upload"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _run_dev(args: argparse.Namespace) -> int:
+    from imgcdn_local.server import serve  # noqa: PLC0415 - the server stack loads only here
+
+    return serve(
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data),
+        s3_endpoint=args.s3_endpoint,
+        workers=args.render_workers,
+    )
+
+
+def configure_dev(subparsers: Subparsers) -> None:
+    """Add `imgcdn dev`: the whole pipeline on this machine, like the distribution."""
+    parser = subparsers.add_parser(
+        "dev",
+        help="run the local stack (edge cache, origin group, fallback, precompute)",
+        description=(
+            "Serve the distribution's URL space on HOST:PORT: the viewer-request rewrite, a "
+            "cache with the behaviours' TTLs, the derivatives store with the fallback behind "
+            "it, and the precompute worker fed by uploads. Ctrl-C stops it cleanly."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
+    parser.add_argument("--data", default=".imgcdn", help="data folder (default ./.imgcdn)")
+    parser.add_argument(
+        "--s3-endpoint",
+        help="use this S3-compatible server for originals and derivatives instead of --data",
+    )
+    parser.add_argument(
+        "--render-workers", type=int, default=1, help="precompute worker threads (default 1)"
+    )
+    parser.set_defaults(run=_run_dev)
+
+
+def _upload_one(url: str, path: Path, image: ImageRef, wait: bool) -> dict[str, Any]:
+    target = f"{url.rstrip('/')}/_admin/originals/{encode_path(image.source_key)}"
+    if wait:
+        target += "?wait=1"
+    request = urllib.request.Request(target, data=path.read_bytes(), method="PUT")  # noqa: S310 - the user's own stack URL
+    request.add_header("content-type", "application/octet-stream")
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310
+            result: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace").strip()
+        msg = f"{path}: the stack answered {exc.code}: {detail}"
+        raise ImgcoreError(msg) from None
+    except urllib.error.URLError as exc:
+        msg = f"cannot reach the local stack at {url} ({exc.reason}); start it with: imgcdn dev"
+        raise ImgcoreError(msg) from None
+    return result
+
+
+def _run_upload(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.paths]
+    if args.id and len(paths) > 1:
+        msg = "--id names one image; give one PATH with it"
+        raise ImgcoreError(msg)
+    cls = ContentClass.TAKEDOWN if args.takedown_eligible else ContentClass.STANDARD
+    results = []
+    for path in paths:
+        image = ImageRef(args.tenant, args.id or path.name, cls)
+        results.append(_upload_one(args.url, path, image, args.wait))
+    lines = []
+    for r in results:
+        lines.append(
+            f"{r['tenant']}/{r['image_id']}  version {r['version']}  ({r['bytes']:,} bytes)"
+        )
+        if "status" in r:
+            lines.append(f"  status   {r['status']} {r.get('failure') or ''}".rstrip())
+        lines += [f"  url      {r['url']}", f"  example  {r['example']}", f"  page     {r['page']}"]
+    emit(args, {"uploads": results}, "\n".join(lines))
+    failed = [r for r in results if r.get("status") == "failed"]
+    return 1 if failed else 0
+
+
+def configure_upload(subparsers: Subparsers) -> None:
+    """Add `imgcdn upload`: put originals into a running local stack."""
+    parser = subparsers.add_parser(
+        "upload",
+        help="upload originals to a running local stack and print their URLs",
+        description="Upload each PATH as {class}/{tenant}/{id}; prints the version and URLs.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files")
+    parser.add_argument("--tenant", required=True, help="tenant id (a-z, 0-9, '-')")
+    parser.add_argument("--id", help="image id (default: the file name)")
+    parser.add_argument(
+        "--takedown-eligible",
+        action="store_true",
+        help="serve under /ugc/ with a 60 s TTL, so a takedown takes effect within a minute",
+    )
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the stack (default {DEFAULT_URL})")
+    parser.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="return as soon as the original is stored (default: wait for the standard set)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(run=_run_upload)

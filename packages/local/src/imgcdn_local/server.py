@@ -1,0 +1,132 @@
+"""Wiring and serving: stores, the real precompute worker and fallback, uvicorn."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import structlog
+import uvicorn
+
+from imgcdn_local.app import create_app
+from imgcdn_local.cache import EdgeCache
+from imgcdn_local.queue import PrecomputeQueue
+from imgcdn_local.stack import Fallback, Stack
+from imgcdn_precompute.batch import BatchProcessor
+from imgcdn_precompute.s3 import S3Store
+from imgcdn_precompute.service import PrecomputeService
+from imgcore import DEFAULT_POLICY, Policy
+from imgcore.storage import LocalStore, ObjectStore
+
+__all__ = ["LOCAL_BUCKETS", "build_stack", "serve"]
+
+LOCAL_BUCKETS = ("imgcdn-local-originals", "imgcdn-local-derivatives")
+"""Bucket names: real ones with --s3-endpoint, labels in the events with a local folder."""
+
+log = structlog.get_logger("imgcdn.local")
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """The two stores of a stack."""
+
+    originals: ObjectStore
+    derivatives: ObjectStore
+
+
+def _stores(data_dir: Path, s3_endpoint: str | None) -> Stores:
+    if s3_endpoint is None:
+        return Stores(
+            LocalStore(data_dir / "originals", versioned=True), LocalStore(data_dir / "derivatives")
+        )
+    originals, derivatives = (S3Store(b, endpoint_url=s3_endpoint) for b in LOCAL_BUCKETS)
+    for store in (originals, derivatives):
+        existing = {b["Name"] for b in store.client.list_buckets().get("Buckets", [])}
+        if store.bucket not in existing:
+            store.client.create_bucket(Bucket=store.bucket)
+    originals.client.put_bucket_versioning(
+        Bucket=originals.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    return Stores(originals, derivatives)
+
+
+def _fallback(stores: Stores, policy: Policy) -> Fallback:
+    from imgcdn_edge.handler import build_handler  # noqa: PLC0415 - loads libvips
+
+    return build_handler(originals=stores.originals, derivatives=stores.derivatives, policy=policy)
+
+
+def build_stack(
+    data_dir: Path,
+    *,
+    s3_endpoint: str | None = None,
+    policy: Policy = DEFAULT_POLICY,
+    base_url: str = "",
+    workers: int = 1,
+    retry_backoff_s: float = 0.5,
+) -> Stack:
+    """A stack over `data_dir` (or an S3-compatible endpoint), not yet serving."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stores = _stores(data_dir, s3_endpoint)
+    service = PrecomputeService(stores.originals, stores.derivatives, policy=policy)
+    processor = BatchProcessor(service, originals_bucket=LOCAL_BUCKETS[0])
+    queue = PrecomputeQueue(
+        processor, data_dir / "dead-letter", workers=workers, backoff_s=retry_backoff_s
+    )
+    stack = Stack(
+        originals=stores.originals,
+        derivatives=stores.derivatives,
+        fallback=_fallback(stores, policy),
+        queue=queue,
+        originals_bucket=LOCAL_BUCKETS[0],
+        policy=policy,
+        pending_dir=data_dir / "pending",
+        cache=EdgeCache(),
+        base_url=base_url,
+    )
+    queue.set_on_done(stack.message_done)
+    return stack
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending with status 0 after a graceful stop on SIGINT/SIGTERM.
+
+    uvicorn re-raises the captured signal once it has shut down, so the process would die of
+    it; for a command a person stops with Ctrl-C, a clean stop is a success.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+def serve(
+    *, host: str, port: int, data_dir: Path, s3_endpoint: str | None = None, workers: int = 1
+) -> int:
+    """Run the stack until SIGINT/SIGTERM; returns the exit status."""
+    os.environ.setdefault("VIPS_CONCURRENCY", "1")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))  # bound here so that --port 0 still prints the real URL
+    bound_port = sock.getsockname()[1]
+    shown = host if ":" not in host else f"[{host}]"
+    base_url = f"http://{shown}:{bound_port}"
+    stack = build_stack(data_dir, s3_endpoint=s3_endpoint, base_url=base_url, workers=workers)
+    config = uvicorn.Config(
+        create_app(stack),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+    server = _Server(config)
+    where = s3_endpoint or str(data_dir.resolve())
+    print(f"imgcdn dev: serving {base_url}/ (data: {where}); Ctrl-C stops", flush=True)  # noqa: T201
+    # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests, runs lifespan end.
+    server.run(sockets=[sock])
+    print("imgcdn dev: stopped", flush=True)  # noqa: T201
+    return 0

@@ -1,0 +1,97 @@
+"""The local edge cache follows CloudFront's TTL rules, and concurrent misses share one fetch."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from imgcdn_local.cache import Behaviour, CachedResponse, EdgeCache, behaviour_for, ttl_for
+from imgcdn_local.stack import SingleFlight
+from imgcore import DEFAULT_POLICY
+
+STANDARD = behaviour_for("/img/acme/x/0123456789abcdef/w320-q80.webp", DEFAULT_POLICY)
+TAKEDOWN = behaviour_for("/ugc/acme/x/0123456789abcdef/w320-q80.webp", DEFAULT_POLICY)
+
+
+def test_behaviours_come_from_the_policy() -> None:
+    assert (STANDARD.min_ttl, STANDARD.max_ttl) == (0, DEFAULT_POLICY.ttl.immutable)
+    assert (TAKEDOWN.min_ttl, TAKEDOWN.default_ttl, TAKEDOWN.max_ttl) == (0, 60, 60)
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "standard", "takedown"),
+    [
+        ("public, max-age=31536000, immutable", 31_536_000, 60),
+        ("public, max-age=60", 60, 60),
+        ("public, s-maxage=5, max-age=600", 5, 5),
+        ("max-age=10", 10, 10),
+        (None, 31_536_000, 60),
+        ("private, no-store", 0, 0),
+        ("no-cache", 0, 0),
+        ("no-store", 0, 0),
+    ],
+)
+def test_ttl_rules(cache_control: str | None, standard: int, takedown: int) -> None:
+    assert ttl_for(cache_control, STANDARD) == standard
+    assert ttl_for(cache_control, TAKEDOWN) == takedown
+
+
+def test_a_min_ttl_above_zero_caches_even_no_store() -> None:
+    # The R12 trap, reproduced so the stack behaves like the real thing.
+    assert ttl_for("private, no-store", Behaviour("/x/", 5, 10, 100)) == 5
+
+
+def test_entries_expire_and_the_cache_stays_bounded() -> None:
+    now = [0.0]
+    cache = EdgeCache(max_bytes=10, clock=lambda: now[0])
+    cache.put("a", CachedResponse(200, {}, b"12345"), ttl=60)
+    cache.put("b", CachedResponse(200, {}, b"12345"), ttl=1)
+    assert cache.get("a") is not None
+    now[0] = 2
+    assert cache.get("b") is None
+    cache.put("c", CachedResponse(200, {}, b"123456"), ttl=60)  # evicts the least recent
+    assert cache.get("a") is None
+    assert cache.get("c") is not None
+    cache.put("d", CachedResponse(200, {}, b"x"), ttl=0)
+    assert cache.get("d") is None
+    assert cache.invalidate("c") == 1
+    assert len(cache) == 0
+
+
+def test_single_flight_runs_once_for_concurrent_callers() -> None:
+    calls = 0
+
+    async def work() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return "done"
+
+    async def main() -> list[str]:
+        flight = SingleFlight()
+        return await asyncio.gather(*(flight.run("k", work) for _ in range(200)))
+
+    assert asyncio.run(main()) == ["done"] * 200
+    assert calls == 1
+
+
+def test_single_flight_shares_failures_and_recovers() -> None:
+    async def boom() -> str:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("origin down")
+
+    async def ok() -> str:
+        return "fine"
+
+    async def main() -> list[object]:
+        flight = SingleFlight()
+        results = await asyncio.gather(
+            *(flight.run("k", boom) for _ in range(5)), return_exceptions=True
+        )
+        results.append(await flight.run("k", ok))
+        return results
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, RuntimeError) for r in results[:5])
+    assert results[5] == "fine"
