@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from imgcdn_precompute.config import ConfigError, parse_bucket, parse_endpoint, parse_policy
+from imgcdn_precompute.config import ConfigError, Settings
 from imgcore import DEFAULT_POLICY, Policy
 
 __all__ = [
@@ -92,13 +92,6 @@ class EdgeConfig:
         """
         env = os.environ if environ is None else environ
 
-        def required(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                msg = f"{name} is not set; it must name an S3 bucket"
-                raise ConfigError(msg)
-            return value
-
         def integer(name: str, default: int, low: int, high: int) -> int:
             raw = env.get(name, "").strip()
             if not raw:
@@ -108,13 +101,13 @@ class EdgeConfig:
                 raise ConfigError(msg)
             return int(raw)
 
-        endpoint = env.get(S3_ENDPOINT, "").strip()
-        policy = env.get(POLICY, "").strip()
+        # The variables both Lambdas share are read by one parser (precompute's).
+        common = Settings.from_env(env)
         return cls(
-            originals_bucket=parse_bucket(required(ORIGINALS_BUCKET), ORIGINALS_BUCKET),
-            derivatives_bucket=parse_bucket(required(DERIVATIVES_BUCKET), DERIVATIVES_BUCKET),
-            s3_endpoint=parse_endpoint(endpoint, S3_ENDPOINT) if endpoint else None,
-            policy=parse_policy(policy, POLICY) if policy else DEFAULT_POLICY,
+            originals_bucket=common.originals_bucket,
+            derivatives_bucket=common.derivatives_bucket,
+            s3_endpoint=common.s3_endpoint,
+            policy=common.policy,
             settings=FallbackSettings(
                 max_response_bytes=integer(
                     MAX_RESPONSE_BYTES, DEFAULT_MAX_RESPONSE_BYTES, 1, LAMBDA_RESPONSE_LIMIT

@@ -108,7 +108,7 @@ class Settings:
         def required(name: str) -> str:
             value = env.get(name, "").strip()
             if not value:
-                msg = f"{name} is not set; it must name the S3 bucket (see docs/precompute.md)"
+                msg = f"{name} is not set; it must name an S3 bucket"
                 raise ConfigError(msg)
             return value
 
