@@ -8,14 +8,17 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from imgcore.errors import ImgcoreError, InvalidRequest
 from imgcore.keys import validate_tenant
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+# cryptography is imported where a key is used, not here: it costs ~25 ms of every cold start
+# of `import imgcore`, and the Lambdas never sign or verify (CloudFront does).
 
 __all__ = [
     "Keyring",
@@ -71,6 +74,9 @@ class SigningKey:
 
     def private_key(self) -> rsa.RSAPrivateKey:
         """Load the private key, refusing anything that is not RSA (CloudFront signs with RSA)."""
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
         key = serialization.load_pem_private_key(self.private_key_pem, password=None)
         if not isinstance(key, rsa.RSAPrivateKey):
             msg = f"key {self.key_pair_id}: CloudFront signed URLs need an RSA private key"
@@ -79,6 +85,8 @@ class SigningKey:
 
     def public_key_pem(self) -> bytes:
         """The PEM public key to upload to CloudFront's key group."""
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
         return (
             self.private_key()
             .public_key()
@@ -169,6 +177,9 @@ def sign_url(
         raise InvalidRequest(msg)
     policy, canned = _policy_json(resource or url, expires_at, starts_at, ip_range)
     canned = canned and resource is None
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+
     signature = key.private_key().sign(policy.encode("utf-8"), padding.PKCS1v15(), hashes.SHA1())  # noqa: S303 - CloudFront's signed-URL scheme is RSA-SHA1 by specification
     extra: list[tuple[str, str]] = (
         [("Expires", str(expires_at))] if canned else [("Policy", _cf_b64encode(policy.encode()))]
@@ -192,6 +203,10 @@ def verify_signed_url(
         SignatureRejected: Missing or malformed signature, untrusted key, bad signature, URL not
             matching the policy's resource, expired or not yet valid.
     """
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: PLC0415
+
     now_epoch = _epoch(now or datetime.now(UTC))
     parts = urlsplit(url)
     params = parse_qsl(parts.query, keep_blank_values=True)

@@ -78,6 +78,11 @@ def _summary_text(summary: Summary) -> str:
 
 
 def _run_backfill(args: argparse.Namespace) -> int:
+    try:
+        import rich  # noqa: F401, PLC0415
+    except ImportError:
+        msg = "imgcdn backfill: the progress bar needs rich; install imgcdn-precompute[cli]"
+        raise SystemExit(msg) from None
     from rich.console import Console  # noqa: PLC0415 - only this command draws progress
     from rich.progress import (  # noqa: PLC0415
         BarColumn,
