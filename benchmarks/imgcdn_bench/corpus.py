@@ -25,6 +25,8 @@ CACHE: Final = ROOT / ".cache" / "bench"
 DOWNLOADS: Final = CACHE / "downloads"
 CORPUS: Final = CACHE / "corpus"
 MANIFEST_NAME: Final = "manifest.tsv"
+# uv has no `pip download` and the workspace venv has no pip: a pinned pip run by uv, once.
+PIP: Final = ("uv", "tool", "run", "--from", "pip==25.3", "pip")
 
 # Pinned sources; the versions are printed with every result.
 DEBS: Final = {
@@ -231,13 +233,13 @@ def _download_python() -> tuple[Path, Path]:
     name, version = PILLOW_SDIST
     sdist = DOWNLOADS / f"{name}-{version}.tar.gz"
     if not sdist.exists():
-        pip = ("python3", "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(DOWNLOADS))
+        pip = (*PIP, "download", "--quiet", "--no-deps", "-d", str(DOWNLOADS))
         _run(*pip, "--no-binary", ":all:", f"{name}=={version}")
     name, version = SKIMAGE_WHEEL
     wheels = sorted(DOWNLOADS.glob(f"scikit_image-{version}-*.whl"))
     if not wheels:
         # Only the data files matter: any CPython/Linux wheel of this version holds the same.
-        pip = ("python3", "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(DOWNLOADS))
+        pip = (*PIP, "download", "--quiet", "--no-deps", "-d", str(DOWNLOADS))
         platforms = [
             f"--platform=manylinux_2_{n}_x86_64" for n in (17, 24, 27, 28)
         ]  # the wheel's tags
