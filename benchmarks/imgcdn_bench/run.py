@@ -678,8 +678,8 @@ BUNDLES: Final = ROOT / ".cache" / "bench" / "bundles"
 # What each Lambda imports, and the workspace packages its bundle holds (as packages/infra's
 # assets do: the package's locked dependencies without extras or dev tools, plus its members).
 LAMBDAS: Final = {
-    "edge": ("imgcdn-edge", ("imgcore", "precompute", "edge")),
-    "precompute": ("imgcdn-precompute", ("imgcore", "precompute")),
+    "edge": ("imgcdn-edge", ("imgcore", "aws", "edge")),
+    "precompute": ("imgcdn-precompute", ("imgcore", "aws", "precompute")),
 }
 
 

@@ -64,6 +64,15 @@ def test_handler_and_imgcore_are_in_the_asset(
     assert list(folder.glob("_libvips*.so")), "pyvips-binary's libvips binding is missing"
 
 
+def test_each_bundle_holds_the_shared_adapters_and_not_the_other_lambda(
+    built: tuple[str, LambdaFunction, Path],
+) -> None:
+    _, function, folder = built
+    assert (folder / "imgcdn_aws" / "s3.py").is_file()
+    other = {"edge": "imgcdn_precompute", "precompute": "imgcdn_edge"}[function.name]
+    assert not (folder / other).exists(), f"the {function.name} bundle carries {other}"
+
+
 def test_no_tests_caches_or_install_bookkeeping(built: tuple[str, LambdaFunction, Path]) -> None:
     _, _, folder = built
     offenders = [

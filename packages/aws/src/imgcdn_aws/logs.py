@@ -1,4 +1,4 @@
-"""structlog set-up for the worker: JSON lines in Lambda, readable lines on a terminal."""
+"""structlog set-up for both Lambdas and the CLIs: JSON in Lambda, readable text on a terminal."""
 
 from __future__ import annotations
 

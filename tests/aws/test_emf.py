@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from imgcdn_precompute.emf import Metrics, Unit
+from imgcdn_aws.emf import Metrics, Unit
 
 
 def test_a_line_is_a_valid_emf_document() -> None:

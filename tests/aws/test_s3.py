@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from imgcdn_precompute.s3 import S3Store
+from imgcdn_aws.s3 import S3Store
 from imgcore import InputTooLarge
 from imgcore.storage import NotFound, StorageFault
 

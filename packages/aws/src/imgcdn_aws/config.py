@@ -1,4 +1,7 @@
-"""The worker's configuration, resolved once at process start from the environment.
+"""The environment variables both Lambdas share, parsed once at process start.
+
+The precompute worker reads exactly these; the fallback (`imgcdn_edge.config`) reads them with
+the same parsers and adds its own bounds.
 
 | variable | required | meaning |
 |---|---|---|
@@ -89,7 +92,7 @@ def parse_policy(value: str, name: str) -> Policy:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the worker needs to know about its deployment."""
+    """The deployment both Lambdas share: the two buckets, the S3 endpoint and the policy."""
 
     originals_bucket: str
     derivatives_bucket: str

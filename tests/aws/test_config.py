@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imgcdn_precompute.config import ConfigError, Settings
+from imgcdn_aws.config import ConfigError, Settings
 from imgcore.policy import DEFAULT_POLICY, Policy, StandardSet
 
 GOOD = {"IMGCDN_ORIGINALS_BUCKET": "acme-originals", "IMGCDN_DERIVATIVES_BUCKET": "acme-derived"}

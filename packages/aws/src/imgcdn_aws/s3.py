@@ -21,26 +21,57 @@ from botocore.exceptions import BotoCoreError, ClientError
 from imgcore import InputTooLarge
 from imgcore.storage import NotFound, ObjectInfo, StorageFault, StoredObject
 
-__all__ = ["S3Store", "s3_client"]
+__all__ = ["INTERACTIVE_CALL_BUDGET_MS", "S3Store", "s3_client"]
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "NoSuchBucket"}
 _ALREADY_EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-_CLIENT_CONFIG = Config(
+
+# The worker (precompute, backfill): an SQS retry costs a whole batch, so S3 hiccups are
+# retried here. Worst case of one call: 4 attempts (`max_attempts` counts retries) x (2 s
+# connect + 10 s between bytes) plus standard-mode backoff (< 1 + 2 + 4 s) = about 55 s, well
+# inside the worker's default 300 s timeout.
+_WORKER_CONFIG = Config(
     retries={"max_attempts": 3, "mode": "standard"},
     connect_timeout=2,
     read_timeout=10,
     max_pool_connections=32,
 )
 
+_INTERACTIVE_CONNECT_S = 0.5
+_INTERACTIVE_READ_S = 1.0
+INTERACTIVE_CALL_BUDGET_MS = round((_INTERACTIVE_CONNECT_S + _INTERACTIVE_READ_S) * 1000)
+"""The longest one S3 call of an interactive client can stall: one attempt (no retry), 0.5 s to
+connect plus 1.0 s without a byte = 1,500 ms. The fallback's deadline margin must be at least
+this (`imgcdn_edge.config`), so a call abandoned at the deadline ends before the invocation."""
+
+# The fallback (a viewer is waiting, the Lambda has a deadline): no retry inside the call, the
+# next miss is the retry. `read_timeout` bounds the wait between bytes, not a whole download,
+# so a large original still streams in as long as S3 keeps sending.
+_INTERACTIVE_CONFIG = Config(
+    retries={"total_max_attempts": 1, "mode": "standard"},
+    connect_timeout=_INTERACTIVE_CONNECT_S,
+    read_timeout=_INTERACTIVE_READ_S,
+    max_pool_connections=32,
+)
+
 
 @functools.cache
-def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
-    """One boto3 S3 client per process and endpoint (`None`: AWS itself)."""
+def s3_client(
+    endpoint_url: str | None = None, region: str | None = None, *, interactive: bool = False
+) -> Any:
+    """One boto3 S3 client per process, endpoint and profile (`None` endpoint: AWS itself).
+
+    Args:
+        endpoint_url: An S3-compatible endpoint, or None for AWS.
+        region: The region; `AWS_REGION` / `AWS_DEFAULT_REGION` when None.
+        interactive: Tight timeouts and no retry (see `INTERACTIVE_CALL_BUDGET_MS`) for a
+            caller with a deadline; otherwise the worker's patient retries.
+    """
     return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint_url,
         region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-        config=_CLIENT_CONFIG,
+        config=_INTERACTIVE_CONFIG if interactive else _WORKER_CONFIG,
     )
 
 
@@ -51,17 +82,32 @@ def _code(exc: ClientError) -> str:
 class S3Store:
     """An `ObjectStore` over one S3 bucket (or any S3-compatible endpoint)."""
 
-    def __init__(self, bucket: str, *, client: Any = None, endpoint_url: str | None = None) -> None:
-        """Use `bucket`; the client is built on first use unless one is given."""
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        client: Any = None,
+        endpoint_url: str | None = None,
+        interactive: bool = False,
+    ) -> None:
+        """Use `bucket`; the client is built on first use unless one is given.
+
+        Args:
+            bucket: The bucket name.
+            client: A ready boto3 S3 client (tests, moto).
+            endpoint_url: An S3-compatible endpoint for the lazily built client.
+            interactive: Build the client with `s3_client(..., interactive=True)`.
+        """
         self.bucket = bucket
         self._client = client
         self._endpoint_url = endpoint_url
+        self._interactive = interactive
 
     @property
     def client(self) -> Any:
         """The boto3 client, built lazily."""
         if self._client is None:
-            self._client = s3_client(self._endpoint_url)
+            self._client = s3_client(self._endpoint_url, interactive=self._interactive)
         return self._client
 
     def _fault(self, key: str, exc: Exception) -> Exception:
@@ -168,6 +214,22 @@ class S3Store:
                     yield ObjectInfo(key=item["Key"], size=int(item["Size"]))
         except (ClientError, BotoCoreError) as exc:
             raise self._fault(prefix, exc) from exc
+
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Replace the current object's tags (`PutObjectTagging`; see `ObjectStore`)."""
+        tag_set = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+        try:
+            self.client.put_object_tagging(Bucket=self.bucket, Key=key, Tagging={"TagSet": tag_set})
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fault(key, exc) from exc
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """The current object's tags (`GetObjectTagging`; see `ObjectStore`)."""
+        try:
+            response = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fault(key, exc) from exc
+        return {t["Key"]: t["Value"] for t in response.get("TagSet", ())}
 
     def versions(self, key: str) -> builtins.list[ObjectInfo]:
         """Every version of `key` (a versioned bucket), delete markers excluded."""
