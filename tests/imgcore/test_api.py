@@ -33,6 +33,7 @@ EXPECTED_EXPORTS = [
     "cache_control",
     "canonicalize",
     "content_version",
+    "derivative_headers",
     "derivative_key",
     "parse_derivative_key",
     "parse_derivative_uri",

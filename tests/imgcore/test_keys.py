@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import pytest
 
 from imgcore import (
+    DEFAULT_POLICY,
     ContentClass,
     ImageRef,
     InvalidKey,
@@ -19,7 +23,10 @@ from imgcore import (
     rewrite,
     source_key,
 )
+from imgcore.keys import FORMAT_CHARACTERS
+from imgcore.params import TransformParams
 from imgcore.percent import decode_component, encode_path
+from imgcore.policy import OutputFormat, Policy, StandardSet
 
 V = "0123456789abcdef"
 
@@ -102,6 +109,46 @@ def test_bad_ids_are_refused(image_id: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("image_id", "code"),
+    [
+        ("gpj.\u202eexe", "U+202E"),  # right-to-left override: shows as "exe.jpg"
+        ("a\u2066b", "U+2066"),
+        ("a\u2028b", "U+2028"),
+        ("a\u2029b", "U+2029"),
+        ("\ufeffphoto.jpg", "U+FEFF"),
+        ("a\u200bb", "U+200B"),
+        ("a\u00adb", "U+00AD"),
+        ("a\x85b", "U+0085"),
+        ("a\x00b", "U+0000"),
+    ],
+)
+def test_invisible_characters_are_refused(image_id: str, code: str) -> None:
+    with pytest.raises(
+        InvalidKey,
+        match=rf"holds the invisible character {re.escape(code)}; allowed: .* no control, format",
+    ):
+        source_key("acme", image_id)
+
+
+def test_the_format_class_is_exactly_the_bmps_cf_zl_zp() -> None:
+    table = {cp for cp in range(0x10000) if FORMAT_CHARACTERS.match(chr(cp))}
+    by_category = {
+        cp for cp in range(0x10000) if unicodedata.category(chr(cp)) in {"Cf", "Zl", "Zp"}
+    }
+    assert table - by_category == {0x2065}  # unassigned, kept so the class stays one range
+
+
+def test_visible_neighbours_of_invisible_characters_stay_legal() -> None:
+    # A variation selector, an emoji, a thin space, and the tag characters of England's flag.
+    for image_id in (
+        "\u2764\ufe0f",
+        "\U0001f600\u2009x",
+        "\U0001f3f4\U000e0067\U000e0062\U000e007f",
+    ):
+        assert parse_source_key(source_key("acme", image_id)).image_id == image_id
+
+
+@pytest.mark.parametrize(
     "tenant", ["", "Acme", "-acme", "acme-", "ac_me", "a" * 33, "ac me", "acme/x"]
 )
 def test_bad_tenants_are_refused(tenant: str) -> None:
@@ -133,6 +180,69 @@ def test_bad_tenants_are_refused(tenant: str) -> None:
 def test_only_keys_the_layout_could_produce_parse(key: str) -> None:
     with pytest.raises(InvalidKey):
         parse_derivative_key(key)
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        (
+            TransformParams(OutputFormat.WEBP, w=287, q=80),
+            "w",
+            r"w=287 is not a width breakpoint; allowed: 160, 320, 480, 640, 960, 1280, 1920, 2560",
+        ),
+        (TransformParams(OutputFormat.WEBP, h=100, q=80), "h", r"h=100 is not a height breakpoint"),
+        (
+            TransformParams(OutputFormat.WEBP, w=320),
+            "q",
+            r"webp is lossy and needs a q on the ladder \(got None\); allowed: 40, 50, 60",
+        ),
+        (
+            TransformParams(OutputFormat.AVIF, q=81),
+            "q",
+            r"avif is lossy and needs a q on the ladder \(got 81\)",
+        ),
+        (
+            TransformParams(OutputFormat.PNG, w=320, q=80),
+            "q",
+            r"png is lossless and takes no q \(got 80\); allowed: no q",
+        ),
+    ],
+)
+def test_derivative_key_refuses_params_canonicalize_could_not_produce(
+    params: TransformParams, field: str, message: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=r"^params '.*' are not canonical: " + message) as e:
+        derivative_key("acme", "x.jpg", V, params)
+    assert e.value.field == field
+
+
+def test_derivative_key_checks_params_against_the_given_policy() -> None:
+    small = Policy(
+        widths=(100, 200),
+        heights=(100, 200),
+        output_formats=(OutputFormat.JPEG,),
+        auto_preference=(),
+        standard=StandardSet(widths=(100,), formats=(OutputFormat.JPEG,)),
+    )
+    params = TransformParams(OutputFormat.JPEG, w=200, q=80)
+    key = derivative_key("acme", "x.jpg", V, params, policy=small)
+    assert parse_derivative_key(key, small).params == params
+    with pytest.raises(InvalidRequest, match=r"w=200 is not a width breakpoint"):
+        derivative_key("acme", "x.jpg", V, params)  # not a DEFAULT_POLICY breakpoint
+    webp = TransformParams(OutputFormat.WEBP, w=200, q=80)
+    with pytest.raises(InvalidRequest, match=r"fmt webp is not an output format.*allowed: jpeg$"):
+        derivative_key("acme", "x.jpg", V, webp, policy=small)
+
+
+def test_derivative_key_round_trips_every_canonical_variant() -> None:
+    policy = DEFAULT_POLICY
+    for fmt in OutputFormat:
+        for w in (None, *policy.widths):
+            for h in (None, 160, 2560):
+                for q in policy.qualities if fmt.lossy else (None,):
+                    params = TransformParams(fmt, w=w, h=h, q=q)
+                    key = derivative_key("acme", "a b/c.jpg", V, params)
+                    assert parse_derivative_key(key).params == params
 
 
 def test_full_size_png_has_a_name() -> None:

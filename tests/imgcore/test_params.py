@@ -170,6 +170,37 @@ def test_mapping_queries_are_accepted() -> None:
         canon({"w": ["320", "640"]})
 
 
+def test_mapping_values_must_be_strings() -> None:
+    # No value at all is a request error, in the name's turn like any other.
+    with pytest.raises(InvalidRequest, match=r"^w is given with no value; give each") as caught:
+        canon({"w": [], "fmt": "webp"})
+    assert caught.value.field == "w"
+    with pytest.raises(InvalidRequest, match="h is given with no value"):
+        parse_query({"h": ()})
+    with pytest.raises(InvalidRequest, match=r"fmt 'gif' is not supported"):
+        canon({"fmt": "gif", "q": []})  # fmt is reported before q, as in a query string
+    # Another type is the caller's bug: a TypeError that says what is allowed.
+    for value, shown in ((320, "int"), (None, "NoneType"), (b"320", "bytes")):
+        with pytest.raises(
+            TypeError,
+            match=rf"query parameter 'w' is a {shown}; allowed: a str or an iterable of str",
+        ):
+            canon({"w": value})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"a value of query parameter 'q' is a int \(80\)"):
+        canon({"q": ["80", 80]})  # type: ignore[list-item]
+    # Junk is dropped whatever its type.
+    assert canon({"w": "320", "utm": 5, "x": None}) == canon("w=320")  # type: ignore[dict-item]
+
+
+def test_huge_quality_reports_what_was_sent() -> None:
+    with pytest.raises(InvalidRequest, match=r"q must be between 1 and 100 \(got '101'\)"):
+        canon("fmt=webp&q=101")
+    with pytest.raises(InvalidRequest, match=r"\(got '99999999999'\); allowed: 1-100"):
+        canon("fmt=webp&q=99999999999")
+    with pytest.raises(InvalidRequest, match=r"\(got '0{32}'\.\.\.\)"):
+        canon("fmt=webp&q=" + "0" * 32 + "999")  # 999, but only the first 32 characters show
+
+
 def test_snap_width_refuses_zero() -> None:
     with pytest.raises(InvalidRequest, match="at least 1"):
         snap_width(0)

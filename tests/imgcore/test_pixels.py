@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pyvips
 from PIL import Image, ImageCms
+from pydantic import ValidationError
 
 from imgcore import pixels
 from imgcore.errors import CorruptInput, ImgcoreError, InputTooLarge, UnsupportedInput
@@ -111,9 +112,23 @@ def test_svg_is_refused_by_the_default_policy(name: str) -> None:
         pixels.transform(fixture(name), params(PNG, w=160))
 
 
+@pytest.mark.parametrize("blocked", [InputFormat.SVG, InputFormat.PDF])
+def test_a_policy_cannot_admit_svg_or_pdf(blocked: InputFormat) -> None:
+    with pytest.raises(
+        ValidationError,
+        match=rf"input_formats names {blocked.value}: their libvips loaders can read local files "
+        r"and the network, so imgcore blocks them in every process at import \(R16\) and no "
+        r"tenant can opt in; allowed: jpeg, png, webp, gif, avif, heic, tiff",
+    ):
+        Policy(input_formats=(InputFormat.JPEG, blocked))
+
+
 @pytest.mark.parametrize("name", ["file-href.svg", "xlink-href.svg"])
-def test_svg_admitted_by_policy_is_still_refused_while_its_loader_is_blocked(name: str) -> None:
-    policy = Policy(input_formats=(InputFormat.JPEG, InputFormat.SVG))
+def test_svg_in_an_unvalidated_policy_is_still_refused_while_its_loader_is_blocked(
+    name: str,
+) -> None:
+    # model_construct skips the validator: admission still checks the loader itself.
+    policy = Policy.model_construct(input_formats=(InputFormat.JPEG, InputFormat.SVG))
     with pytest.raises(UnsupportedInput, match=r"svg.*svgload_buffer is blocked.*allowed: jpeg$"):
         pixels.probe(fixture(name), policy)
 
@@ -147,8 +162,8 @@ def test_file_loaders_are_blocked_for_direct_libvips_calls(tmp_path: Path) -> No
         pyvips.Image.new_from_file(str(png))
 
 
-def test_pdf_admitted_by_policy_is_refused_without_a_loader() -> None:
-    policy = Policy(input_formats=(InputFormat.PDF, InputFormat.PNG))
+def test_pdf_in_an_unvalidated_policy_is_refused_without_a_loader() -> None:
+    policy = Policy.model_construct(input_formats=(InputFormat.PDF, InputFormat.PNG))
     with pytest.raises(UnsupportedInput, match=r"original is pdf.*allowed: png$"):
         pixels.probe(b"%PDF-1.7\n1 0 obj <<>> endobj\n", policy)
 
@@ -167,6 +182,7 @@ def test_probe_reads_the_header() -> None:
         has_alpha=False,
         bands=3,
         interpretation="srgb",
+        has_icc_profile=False,
     )
     assert info.display_size == (20, 40)
     gif = pixels.probe(fixture("animated-3-frames.gif"))
@@ -174,6 +190,7 @@ def test_probe_reads_the_header() -> None:
     rgba = pixels.probe(fixture("rgba.png"))
     assert (rgba.has_alpha, rgba.bands, rgba.display_size) == (True, 4, (48, 16))
     assert pixels.probe(fixture("cmyk-no-profile.jpg")).interpretation == "cmyk"
+    assert pixels.probe(fixture("display-p3.jpg")).has_icc_profile
 
 
 @pytest.mark.parametrize(
@@ -369,8 +386,35 @@ def test_output_pixel_guard_does_not_count_upscaling(monkeypatch: pytest.MonkeyP
         match=r"output would be 2000x9000 = 18,000,000 pixels; allowed: at most 16,777,216",
     ):
         pixels.transform(wide, params(PNG, w=2560))
-    with pytest.raises(InputTooLarge):
-        pixels.render_variants(wide, [params(PNG, w=160), params(PNG, w=2560)])
+
+
+def test_an_over_limit_variant_is_fitted_down_and_the_rest_of_the_set_renders() -> None:
+    # 1200x15000 = 18 MP (under the 100 MP input limit): every width from 1280 up keeps the
+    # source size, over the 16.8 MP output limit. Horizontal stripes show the aspect is kept.
+    stripes = pyvips.Image.xyz(1200, 15000)[1] // 1000 % 2 * 255
+    data = encode(stripes.cast("uchar").copy(interpretation="b-w"), "jpeg", Q=80)
+    assert pixels.probe(data).width * pixels.probe(data).height == 18_000_000
+    wanted = pixels.standard_params()
+    cascaded = pixels.render_variants(data, wanted)
+    assert [r.params for r in cascaded] == wanted
+    limit = DEFAULT_POLICY.limits.max_output_pixels
+    sizes = {r.params.w: (r.width, r.height) for r in cascaded if r.params.fmt is WEBP}
+    assert sizes[160] == (160, 2000)
+    assert sizes[960] == (960, 12000)
+    fitted = sizes[1280]
+    assert fitted == sizes[1920] == sizes[2560]
+    assert fitted[0] * fitted[1] <= limit < (fitted[0] + 1) * (fitted[1] + 1)
+    assert abs(fitted[1] / fitted[0] - 12.5) < 0.02
+    for rendered in cascaded:
+        out = decode(rendered)
+        assert (out.width, out.height) == (rendered.width, rendered.height)
+        assert out.width * out.height <= limit
+        # 15 stripes of 1000 source rows each, wherever the output height lands.
+        assert pixel(out, 0, out.height * 500 // 15000)[0] < 40
+        assert pixel(out, 0, out.height * 1500 // 15000)[0] > 215
+    # A single request for the same variant keeps its clear refusal.
+    with pytest.raises(InputTooLarge, match=r"output would be 1200x15000 = 18,000,000 pixels"):
+        pixels.transform(data, params(WEBP, w=1280))
 
 
 # --- colour -----------------------------------------------------------------------------------
@@ -383,6 +427,80 @@ def test_cmyk_without_profile_becomes_srgb() -> None:
         # C0 M100 Y100 K0 is (237, 28, 36) and C100 is (0, 174, 239) in common CMYK profiles.
         assert close(pixel(out, 8, 8), (237, 28, 36), 15), (fmt, pixel(out, 8, 8))
         assert close(pixel(out, 24, 8), (0, 174, 239), 20), (fmt, pixel(out, 24, 8))
+
+
+# sRGB red and green as Display P3 values: what a pipeline that strips the profile shows.
+P3_OF_SRGB_RED = (234, 51, 35)
+P3_OF_SRGB_GREEN = (117, 251, 76)
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_display_p3_is_converted_to_srgb(fmt: OutputFormat) -> None:
+    data = fixture("display-p3.jpg")
+    source = pyvips.Image.jpegload_buffer(data)
+    assert close(pixel(source, 4, 8), P3_OF_SRGB_RED, 3)  # the fixture is what it claims
+    assert source.get_typeof("icc-profile-data")
+    out = decode(pixels.transform(data, params(fmt)))
+    assert (out.interpretation, out.bands) == ("srgb", 3)
+    assert not out.get_typeof("icc-profile-data")  # converted, then stripped
+    tol = 10 if fmt.lossy else 6
+    assert close(pixel(out, 4, 8), (255, 0, 0), tol), (fmt, pixel(out, 4, 8))
+    assert close(pixel(out, 28, 8), (0, 255, 0), tol), (fmt, pixel(out, 28, 8))
+
+
+def test_display_p3_is_converted_on_the_jpeg_shrink_on_load_path() -> None:
+    # 8 px of a 32 px JPEG: the master is decoded with DCT shrink 2, then colour-managed.
+    rendered = pixels.render_variants(fixture("display-p3.jpg"), [params(PNG, w=8)])[0]
+    out = decode(rendered)
+    assert (out.width, out.height) == (8, 4)
+    assert close(pixel(out, 1, 2), (255, 0, 0), 8), pixel(out, 1, 2)
+    assert close(pixel(out, 6, 2), (0, 255, 0), 8), pixel(out, 6, 2)
+
+
+def test_16_bit_display_p3_is_converted_to_8_bit_srgb() -> None:
+    out = decode(pixels.transform(fixture("display-p3-16bit.png"), params(PNG)))
+    assert (out.interpretation, out.bands, out.width) == ("srgb", 3, 32)
+    # lcms's 16-bit path itself lands sRGB red -> P3 -> sRGB at (253, 6, 4): hence 8, not 2.
+    assert close(pixel(out, 4, 2), (255, 0, 0), 8), pixel(out, 4, 2)
+    assert close(pixel(out, 28, 2), (0, 0, 255), 8), pixel(out, 28, 2)
+    untagged = pyvips.Image.pngload_buffer(fixture("display-p3-16bit.png")).copy()
+    untagged.remove("icc-profile-data")
+    stripped = decode(pixels.transform(encode(untagged, bitdepth=16), params(PNG)))
+    assert close(pixel(stripped, 4, 2), P3_OF_SRGB_RED, 2)  # the washed-out red it would be
+
+
+def test_cmyk_with_an_embedded_profile_becomes_srgb() -> None:
+    red = solid(16, 16, (255, 0, 0)).icc_transform("cmyk", input_profile="srgb", embedded=False)
+    data = encode(red, "jpeg", Q=95, keep=pyvips.enums.ForeignKeep.ICC)
+    assert pixels.probe(data).interpretation == "cmyk"
+    assert pixels.probe(data).has_icc_profile
+    out = decode(pixels.transform(data, params(PNG)))
+    assert (out.interpretation, out.bands) == ("srgb", 3)
+    # sRGB red through a CMYK profile and back: as red as print gets.
+    assert close(pixel(out, 8, 8), (232, 31, 42), 8), pixel(out, 8, 8)
+
+
+def test_untagged_and_srgb_tagged_pixels_keep_their_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = []
+    real = pixels._load_thumbnail
+
+    def spy(data: bytes, geometry: Any, jpeg_shrink: int = 1, tagged: bool = False) -> Any:
+        seen.append(tagged)
+        return real(data, geometry, jpeg_shrink, tagged)
+
+    monkeypatch.setattr(pixels, "_load_thumbnail", spy)
+    untagged = encode(solid(16, 16, P3_OF_SRGB_RED))
+    tagged = encode(
+        solid(16, 16, P3_OF_SRGB_RED).icc_transform("srgb", input_profile="srgb"),
+        keep=pyvips.enums.ForeignKeep.ICC,
+    )
+    for data in (untagged, tagged):
+        out = decode(pixels.transform(data, params(PNG)))
+        assert close(pixel(out, 8, 8), P3_OF_SRGB_RED, 1), pixel(out, 8, 8)
+    # Only the tagged one is colour-managed: an untagged original skips the (identity) transform.
+    assert seen == [False, True]
 
 
 def test_16_bit_rgb_is_scaled_to_8_bit() -> None:
@@ -617,9 +735,9 @@ def test_render_variants_shrinks_a_jpeg_on_load_to_its_largest_output(
     shrinks = []
     real = pixels._load_thumbnail
 
-    def spy(data: bytes, geometry: Any, jpeg_shrink: int = 1) -> Any:
+    def spy(data: bytes, geometry: Any, jpeg_shrink: int = 1, tagged: bool = False) -> Any:
         shrinks.append(jpeg_shrink)
-        return real(data, geometry, jpeg_shrink)
+        return real(data, geometry, jpeg_shrink, tagged)
 
     monkeypatch.setattr(pixels, "_load_thumbnail", spy)
     cascaded = pixels.render_variants(data, wanted)
@@ -657,3 +775,23 @@ def test_placeholder_is_the_mean_colour_and_a_tiny_preview() -> None:
     image = pyvips.Image.new_from_buffer(preview, "")
     assert (image.get("vips-loader"), image.width, image.height) == ("webpload_buffer", 16, 10)
     assert len(found.lqip) < 600
+
+
+def test_each_output_reports_the_milliseconds_it_took(photo_jpeg: bytes) -> None:
+    started = time.perf_counter()
+    one = pixels.transform(photo_jpeg, params(AVIF, w=640))
+    wall_ms = (time.perf_counter() - started) * 1000
+    assert 0 < one.ms <= wall_ms
+
+    # w=1920 and w=2560 both collapse to the 1600-px source: the second costs nothing.
+    wanted = [params(WEBP, w=1920), params(WEBP, w=2560), params(PNG, w=320), params(AVIF, w=320)]
+    started = time.perf_counter()
+    cascaded = pixels.render_variants(photo_jpeg, wanted)
+    wall_ms = (time.perf_counter() - started) * 1000
+    ms = {r.params.variant: r.ms for r in cascaded}
+    assert ms["w2560-q80.webp"] == 0.0
+    assert ms["w1920-q80.webp"] > 0
+    assert ms["w320.png"] > 0
+    assert ms["w320-q60.avif"] > 0
+    # Shared work (the 320-px resize) is counted once, so the set adds up within its wall time.
+    assert sum(ms.values()) <= wall_ms

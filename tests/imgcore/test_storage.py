@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import multiprocessing
 import threading
 from pathlib import Path
 
@@ -109,3 +111,106 @@ def test_local_store_never_shows_a_torn_write(
     monkeypatch.undo()
     assert store.get("k").data == b"old"
     assert [i.key for i in store.list()] == ["k"]  # no temporary file shows up as an object
+
+
+def test_tags_are_replaced_read_and_cleared_by_a_new_put(store: ObjectStore) -> None:
+    store.put("img/acme/a/0123456789abcdef/w160.jpeg", b"x")
+    key = "img/acme/a/0123456789abcdef/w160.jpeg"
+    assert store.get_tags(key) == {}
+    store.set_tags(key, {"imgcdn-superseded": "true", "b": "2"})
+    assert store.get_tags(key) == {"imgcdn-superseded": "true", "b": "2"}
+    store.set_tags(key, {"imgcdn-superseded": "true"})  # replaced, not merged (as S3 does)
+    assert store.get_tags(key) == {"imgcdn-superseded": "true"}
+    assert [i.key for i in store.list()] == [key]  # the tags are no object
+    store.put(key, b"y")  # a PUT without tagging makes an untagged object
+    assert store.get_tags(key) == {}
+    store.set_tags(key, {"t": "1"})
+    store.delete(key)
+    store.put(key, b"z")
+    assert store.get_tags(key) == {}
+    with pytest.raises(NotFound):
+        store.set_tags("img/acme/missing", {"t": "1"})
+    with pytest.raises(NotFound):
+        store.get_tags("img/acme/missing")
+
+
+def test_local_store_tags_survive_a_restart_and_a_crash_mid_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalStore(tmp_path)
+    store.put("k", b"data")
+    store.set_tags("k", {"imgcdn-superseded": "true"})
+    assert LocalStore(tmp_path).get_tags("k") == {"imgcdn-superseded": "true"}
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        store.set_tags("k", {"other": "x"})
+    monkeypatch.undo()
+    assert store.get_tags("k") == {"imgcdn-superseded": "true"}
+    assert [p.name for p in (tmp_path / "tags").iterdir()] == ["k.json"]  # no temporary left
+
+
+RACER = """
+from imgcore.storage import LocalStore
+
+
+def race(root, index, start, results):
+    store = LocalStore(root)
+    start.wait(30)
+    results.put((index, store.put("race/key", f"writer {index}".encode(), if_absent=True)))
+"""
+
+
+def test_local_store_if_absent_has_one_winner_across_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Spawned processes share no lock with this one; they import the racer from a module file
+    # (the tests themselves are not importable in a child: pytest imports them by path).
+    (tmp_path / "racer").mkdir()
+    (tmp_path / "racer" / "imgcdn_test_racer.py").write_text(RACER, "utf-8")
+    monkeypatch.syspath_prepend(tmp_path / "racer")
+    racer = importlib.import_module("imgcdn_test_racer")
+    context = multiprocessing.get_context("spawn")
+    root = tmp_path / "store"
+    start, results = context.Barrier(8), context.Queue()
+    workers = [
+        context.Process(target=racer.race, args=(str(root), i, start, results)) for i in range(8)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = dict(results.get(timeout=60) for _ in workers)
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    winners = [i for i, wrote in outcomes.items() if wrote]
+    assert len(winners) == 1, outcomes
+    stored = LocalStore(root).get("race/key")
+    assert stored.data == f"writer {winners[0]}".encode()
+    assert [i.key for i in LocalStore(root).list()] == ["race/key"]
+    assert list((root / "objects").rglob(".tmp-*")) == []
+
+
+def test_local_store_metadata_always_describes_the_bytes(tmp_path: Path) -> None:
+    """A reader between a writer's object and its metadata waits for the matching metadata."""
+    store = LocalStore(tmp_path)
+    stop = threading.Event()
+    seen: list[tuple[bytes, str | None]] = []
+
+    def writer() -> None:
+        for i in range(200):
+            store.put("k", f"type {i % 2}".encode(), content_type=f"type/{i % 2}")
+        stop.set()
+
+    store.put("k", b"type 1", content_type="type/1")
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while not stop.is_set():
+        got = LocalStore(tmp_path).get("k")  # another instance: no shared lock
+        seen.append((got.data, got.info.content_type))
+    thread.join()
+    assert seen
+    for data, content_type in seen:
+        assert content_type == "type/" + data.decode()[-1], (data, content_type)

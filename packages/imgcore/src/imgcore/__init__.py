@@ -32,7 +32,7 @@ from imgcore.keys import (
 )
 from imgcore.params import TransformParams, canonicalize, resolve_format
 from imgcore.policy import DEFAULT_POLICY, InputFormat, OutputFormat, Policy
-from imgcore.responses import cache_control
+from imgcore.responses import cache_control, derivative_headers
 from imgcore.signing import Keyring, SignatureRejected, SigningKey, sign_url, verify_signed_url
 from imgcore.urls import build_url, srcset, srcset_entries
 from imgcore.viewer import rewrite
@@ -72,6 +72,7 @@ __all__ = [
     "cache_control",
     "canonicalize",
     "content_version",
+    "derivative_headers",
     "derivative_key",
     "parse_derivative_key",
     "parse_derivative_uri",

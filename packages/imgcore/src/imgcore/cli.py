@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from imgcore.errors import ImgcoreError
 from imgcore.keys import ContentClass
@@ -44,10 +46,14 @@ def emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
 def _run_render(args: argparse.Namespace) -> int:
     from imgcore import pixels  # noqa: PLC0415 - libvips loads only for commands that need it
 
-    query = "&".join(
-        f"{name}={value}"
-        for name, value in (("w", args.w), ("h", args.h), ("fmt", args.fmt), ("q", args.q))
-        if value is not None
+    # Encoded, so each option is one value: `--fmt 'webp&q=5'` is the format "webp&q=5" (a 400),
+    # never a smuggled second parameter.
+    query = urlencode(
+        [
+            (name, value)
+            for name, value in (("w", args.w), ("h", args.h), ("fmt", args.fmt), ("q", args.q))
+            if value is not None
+        ]
     )
     params = canonicalize(query, accept=args.accept)
     source = Path(args.source)
@@ -55,9 +61,7 @@ def _run_render(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     rendered = pixels.transform(data, params)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    out = Path(args.output) if args.output else source.parent
-    if out.is_dir():
-        out = out / f"{source.stem}.{params.variant}"
+    out = _output_path(args.output, source, params.variant)
     out.write_bytes(rendered.data)
     result = {
         "source": str(source),
@@ -80,6 +84,21 @@ def _run_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_path(output: str | None, source: Path, variant: str) -> Path:
+    """Where `render` writes: a file as given, or SOURCE-stem.VARIANT inside a folder.
+
+    A folder is an existing directory or any path written with a trailing `/` (created, with
+    its parents, when missing); no `-o` means the source's own folder.
+    """
+    if output is None:
+        return source.parent / f"{source.stem}.{variant}"
+    out = Path(output)
+    if output.endswith(("/", os.sep)) or out.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        return out / f"{source.stem}.{variant}"
+    return out
+
+
 def configure_render(subparsers: Subparsers) -> None:
     """Add `imgcdn render`: one derivative of a local file, through the same rules as the edge."""
     parser = subparsers.add_parser(
@@ -96,7 +115,8 @@ def configure_render(subparsers: Subparsers) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        help="output file, or a folder for SOURCE-name.VARIANT (default: beside SOURCE)",
+        help="output file, or a folder (an existing one, or any path ending in '/', created) "
+        "for SOURCE-name.VARIANT (default: beside SOURCE)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=_run_render)
@@ -130,7 +150,8 @@ def configure_probe(subparsers: Subparsers) -> None:
 
 
 def _run_policy(args: argparse.Namespace) -> int:
-    print(DEFAULT_POLICY.to_json() if args.compact else DEFAULT_POLICY.model_dump_json(indent=2))  # noqa: T201
+    text = DEFAULT_POLICY.to_json() if args.compact else DEFAULT_POLICY.model_dump_json(indent=2)
+    print(text)  # noqa: T201 - CLI output
     return 0
 
 
@@ -199,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
             configure: Callable[[Subparsers], None] = entry.load()
         except (ImportError, AttributeError) as exc:
             # One broken plugin must not take every other command down with it.
-            print(f"imgcdn: command {entry.name!r} is unavailable: {exc}", file=sys.stderr)  # noqa: T201
+            warning = f"imgcdn: command {entry.name!r} is unavailable: {exc}"
+            print(warning, file=sys.stderr)  # noqa: T201 - CLI diagnostics go to stderr
             continue
         configure(subparsers)
     return parser
@@ -214,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imgcdn {args.command}: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
         return 2
     except OSError as exc:
-        print(f"imgcdn {args.command}: {exc.strerror}: {exc.filename}", file=sys.stderr)  # noqa: T201
+        failure = f"imgcdn {args.command}: {exc.strerror}: {exc.filename}"
+        print(failure, file=sys.stderr)  # noqa: T201 - CLI output
         return 2
     return status
 

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from imgcore.errors import InvalidKey
+from imgcore.errors import InvalidKey, InvalidRequest
 from imgcore.params import TransformParams
 from imgcore.percent import decode_component, encode_path
 from imgcore.policy import DEFAULT_POLICY, OutputFormat, Policy
@@ -54,6 +54,19 @@ MAX_IMAGE_ID_BYTES = 512
 _TENANT = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 _VERSION = re.compile(r"[0-9a-f]{16}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+FORMAT_CHARACTERS = re.compile(
+    r"[\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    r"\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+)
+"""Invisible characters an image id may not hold: every code point of the Basic Multilingual
+Plane in Unicode 15.1's categories Cf (format: the bidi overrides and isolates such as U+202E,
+zero-width spaces and joiners, U+FEFF, the soft hyphen), Zl and Zp (U+2028, U+2029), plus
+the unassigned U+2065 inside the U+2060-U+206F run (a shorter class for the Function). With
+`_CONTROL` (category Cc) they would let an id display as another one in a log, a console or
+an audit record. A fixed table, not `unicodedata`, so every Python and the CloudFront Function
+(whose id check holds this same class) refuse exactly the same ids. The Cf code points above
+the BMP are allowed: they are script-specific (Egyptian hieroglyph and shorthand format
+controls, musical beams) or the tag characters of emoji subdivision flags, visible in use."""
 _VARIANT = re.compile(
     r"(?:w(?P<w>[1-9][0-9]{0,4}))?-?(?:h(?P<h>[1-9][0-9]{0,4}))?-?(?:q(?P<q>[1-9][0-9]{0,2}))?"
 )
@@ -93,11 +106,13 @@ def validate_tenant(tenant: str) -> str:
 
 
 def validate_image_id(image_id: str) -> str:
-    """Check an image id: `/`-separated segments, any printable Unicode, at most 512 bytes.
+    """Check an image id: `/`-separated segments of visible Unicode, at most 512 bytes.
 
     Spaces, `+`, `%`, `?`, `#` and non-ASCII are allowed and round-trip through URLs; empty
-    segments, `.` and `..`, a leading or trailing `/`, backslashes and control characters are
-    refused so that no id can name another id's path.
+    segments, `.` and `..`, a leading or trailing `/` and backslashes are refused so that no id
+    can name another id's path; control, format and line/paragraph separator characters
+    (`FORMAT_CHARACTERS`: U+202E, U+200B, U+2028, U+FEFF...) are refused so that no id can
+    look like another one in a log, a console or an audit record.
 
     Args:
         image_id: The image id.
@@ -110,7 +125,8 @@ def validate_image_id(image_id: str) -> str:
     """
     allowed = (
         "allowed: 1-512 bytes of UTF-8 in '/'-separated segments, none empty, '.' or '..', "
-        "no backslash or control characters"
+        "no backslash and no control, format (bidi, zero-width, BOM) or line/paragraph "
+        "separator characters"
     )
     if not isinstance(image_id, str) or not image_id:
         msg = f"image id is empty; {allowed}"
@@ -123,8 +139,13 @@ def validate_image_id(image_id: str) -> str:
     if size > MAX_IMAGE_ID_BYTES:
         msg = f"image id is {size} bytes long; {allowed}"
         raise InvalidKey(msg)
-    if _CONTROL.search(image_id) or "\\" in image_id:
-        msg = f"image id {image_id!r} holds a control character or backslash; {allowed}"
+    if "\\" in image_id:
+        msg = f"image id {image_id!r} holds a backslash; {allowed}"
+        raise InvalidKey(msg)
+    invisible = _CONTROL.search(image_id) or FORMAT_CHARACTERS.search(image_id)
+    if invisible:
+        code = f"U+{ord(invisible.group()):04X}"
+        msg = f"image id {image_id!r} holds the invisible character {code}; {allowed}"
         raise InvalidKey(msg)
     for segment in image_id.split("/"):
         if segment in ("", ".", ".."):
@@ -135,6 +156,12 @@ def validate_image_id(image_id: str) -> str:
 
 def validate_version(version: str) -> str:
     """Check a version: 16 lower-case hex digits (see `content_version`).
+
+    Args:
+        version: The version, as it appears in a key or a public path.
+
+    Returns:
+        The version, unchanged.
 
     Raises:
         InvalidKey: The version breaks the rule.
@@ -151,6 +178,12 @@ def content_version(data: bytes) -> str:
     Different bytes make a different version, so a re-upload never serves old derivatives and a
     launch needs no invalidation; the same bytes make the same version, so a duplicate upload
     renders nothing new.
+
+    Args:
+        data: The original's bytes, exactly as stored.
+
+    Returns:
+        16 lower-case hex digits.
     """
     return hashlib.sha256(data).hexdigest()[:VERSION_LENGTH]
 
@@ -246,8 +279,14 @@ def source_key(
 def parse_source_key(key: str) -> ImageRef:
     """The strict inverse of `source_key`.
 
+    Args:
+        key: An original's key in the originals bucket, decoded (`{class}/{tenant}/{id}`).
+
+    Returns:
+        The image it names.
+
     Raises:
-        InvalidKey: The key does not follow the layout.
+        InvalidKey: The key does not follow the layout, or its tenant, id or class is invalid.
     """
     parts = key.split("/", 2)
     if len(parts) != 3:
@@ -262,8 +301,13 @@ def derivative_key(
     version: str,
     params: TransformParams,
     content_class: ContentClass | str = ContentClass.STANDARD,
+    *,
+    policy: Policy = DEFAULT_POLICY,
 ) -> str:
     """The key of one derivative in the derivatives bucket, which is also its rewritten URI (R4).
+
+    The strict inverse of `parse_derivative_key`: params that `canonicalize` could not have
+    produced under `policy` are refused, so every key written parses back to the same params.
 
     Args:
         tenant: The tenant id.
@@ -271,15 +315,43 @@ def derivative_key(
         version: The original's version (see `content_version`).
         params: Canonical params (from `canonicalize`).
         content_class: Standard or takedown-eligible.
+        policy: The policy the params must be canonical under.
 
     Returns:
         `{class}/{tenant}/{id}/{version}/{variant}`, decoded (use `DerivativeKey.uri` for a URI).
 
     Raises:
-        InvalidKey: An argument breaks the layout's rules.
+        InvalidKey: The tenant, image id, version or content class breaks the layout's rules.
+        InvalidRequest: The params are not canonical under the policy (off the breakpoints or
+            the ladder, a lossy format without `q`, a lossless one with it, or a format the
+            policy does not offer); the message says what is allowed.
     """
     ref = ImageRef(tenant, image_id, _content_class(content_class))
-    return DerivativeKey(ref, validate_version(version), params).key
+    checked = validate_version(version)
+    _check_canonical(params, policy)
+    return DerivativeKey(ref, checked, params).key
+
+
+def _check_canonical(params: TransformParams, policy: Policy) -> None:
+    def refuse(field: str, problem: str, allowed: str) -> None:
+        msg = f"params {params.query()!r} are not canonical: {problem}; allowed: {allowed}"
+        raise InvalidRequest(msg, field=field)
+
+    def listed(values: tuple[int, ...]) -> str:
+        return ", ".join(str(v) for v in values)
+
+    if params.fmt not in policy.output_formats:
+        names = ", ".join(f.value for f in policy.output_formats)
+        refuse("fmt", f"fmt {params.fmt.value} is not an output format of the policy", names)
+    if params.w is not None and params.w not in policy.widths:
+        refuse("w", f"w={params.w} is not a width breakpoint", listed(policy.widths))
+    if params.h is not None and params.h not in policy.heights:
+        refuse("h", f"h={params.h} is not a height breakpoint", listed(policy.heights))
+    if params.fmt.lossy and params.q not in policy.qualities:
+        problem = f"{params.fmt.value} is lossy and needs a q on the ladder (got {params.q})"
+        refuse("q", problem, listed(policy.qualities))
+    if not params.fmt.lossy and params.q is not None:
+        refuse("q", f"{params.fmt.value} is lossless and takes no q (got {params.q})", "no q")
 
 
 def _parse_variant(name: str, policy: Policy) -> TransformParams:
@@ -361,6 +433,13 @@ def _decode_path(path: str) -> str:
 
 def parse_derivative_uri(uri: str, policy: Policy = DEFAULT_POLICY) -> DerivativeKey:
     """Parse a rewritten URI (what the fallback receives) into a derivative key.
+
+    Args:
+        uri: The URI path as received: percent-encoded, with a leading `/`.
+        policy: The policy the variant must belong to (see `parse_derivative_key`).
+
+    Returns:
+        The parsed key; `parsed.uri` is the canonical form of `uri`.
 
     Raises:
         InvalidKey: The URI is not a canonical derivative URI under the policy.

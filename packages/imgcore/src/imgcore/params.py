@@ -23,6 +23,12 @@ The rules, in the order they apply (the CloudFront Function implements exactly t
 7. For PNG, `q` is validated and then dropped: PNG output is lossless. For lossy formats an
    absent `q` becomes the policy's default for that format.
 
+A query may also be a mapping of already-decoded names to values (what web frameworks hand
+over): each value is a `str` or an iterable of `str`, and rules 2-7 apply to them as above. A
+name mapped to no value at all (an empty list) is a 400, like `w=`. A value of another type
+(`{"w": 320}`, `None`, bytes) is a `TypeError`: that is a bug in the calling code, not a request
+to answer with a 400.
+
 Canonicalization is idempotent: `canonicalize(params.query())` returns the same params.
 """
 
@@ -110,6 +116,33 @@ class TransformParams:
         return self.fmt.media_type
 
 
+def _shown(value: str) -> str:
+    """A value as a message quotes it: repr, cut after 32 characters."""
+    return repr(value) if len(value) <= 32 else repr(value[:32]) + "..."
+
+
+def _mapping_values(name: str, values: object) -> list[str | InvalidRequest]:
+    if isinstance(values, str):
+        return [values]
+    expected = "allowed: a str or an iterable of str, already percent-decoded"
+    if isinstance(values, bytes | bytearray) or not isinstance(values, Iterable):
+        msg = f"the value of query parameter {name!r} is a {type(values).__name__}; {expected}"
+        raise TypeError(msg)
+    checked: list[str | InvalidRequest] = []
+    for value in values:
+        if not isinstance(value, str):
+            msg = (
+                f"a value of query parameter {name!r} is a {type(value).__name__} "
+                f"({value!r}); {expected}"
+            )
+            raise TypeError(msg)
+        checked.append(value)
+    if not checked:
+        msg = f"{name} is given with no value; give each of w, h, fmt, q at most once, with a value"
+        checked.append(InvalidRequest(msg, field=name))
+    return checked
+
+
 def _collect(
     query: str | Mapping[str, str | Iterable[str]],
 ) -> dict[str, list[str | InvalidRequest]]:
@@ -119,7 +152,7 @@ def _collect(
     if isinstance(query, Mapping):
         for name, values in query.items():
             if name in PARAM_NAMES:
-                found[name] = [values] if isinstance(values, str) else list(values)
+                found[name] = _mapping_values(name, values)
         return found
     for piece in query.removeprefix("?").split("&"):
         if not piece:
@@ -152,8 +185,9 @@ def parse_query(query: str | Mapping[str, str | Iterable[str]]) -> dict[str, lis
         A mapping from each allowlisted name present to its values, in order of appearance.
 
     Raises:
-        InvalidRequest: An allowlisted parameter's value is not valid percent-encoding (the
-            first such name in the order w, h, fmt, q).
+        InvalidRequest: An allowlisted parameter's value is not valid percent-encoding, or a
+            mapping gives it no value (the first such name in the order w, h, fmt, q).
+        TypeError: A mapping's value for an allowlisted name is not a str or an iterable of str.
     """
     collected = _collect(query)
     for name in PARAM_NAMES:
@@ -169,8 +203,7 @@ def _integer(name: str, value: str, allowed: str) -> int | None:
         msg = f"{name} is empty; {allowed}"
         raise InvalidRequest(msg, field=name)
     if not _DIGITS.fullmatch(value):
-        shown = value if len(value) <= 32 else value[:32] + "..."
-        msg = f"{name} must be written with the digits 0-9 only (got {shown!r}); {allowed}"
+        msg = f"{name} must be written with the digits 0-9 only (got {_shown(value)}); {allowed}"
         raise InvalidRequest(msg, field=name)
     significant = value.lstrip("0")
     if not significant:
@@ -266,8 +299,7 @@ def _requested_format(value: str, policy: Policy) -> OutputFormat | str:
     if lowered == AUTO:
         return AUTO
     if lowered not in names:
-        shown = value if len(value) <= 32 else value[:32] + "..."
-        msg = f"fmt {shown!r} is not supported; {allowed}"
+        msg = f"fmt {_shown(value)} is not supported; {allowed}"
         raise InvalidRequest(msg, field="fmt")
     return OutputFormat(lowered)
 
@@ -345,8 +377,10 @@ def canonicalize(
         The canonical params; `fmt` is always concrete.
 
     Raises:
-        InvalidRequest: A parameter is repeated or outside the policy; the message says what is
-            allowed.
+        InvalidRequest: A parameter is repeated, has no value or is outside the policy; the
+            message says what is allowed.
+        TypeError: `query` is a mapping whose value for w, h, fmt or q is not a str or an
+            iterable of str (a caller's bug, see this module's docstring).
     """
     found = _collect(query)
     for name in PARAM_NAMES:  # a fixed order, so the first error reported never depends on order
@@ -374,8 +408,12 @@ def canonicalize(
         _requested_format(single("fmt"), policy) if "fmt" in found else policy.default_format
     )
     if "q" in found:
-        raw_q = _integer("q", single("q"), _quality_text(policy))
-        q = snap_quality(101 if raw_q is None else raw_q, policy)
+        sent = single("q")
+        raw_q = _integer("q", sent, _quality_text(policy))
+        if raw_q is None or raw_q > 100:
+            msg = f"q must be between 1 and 100 (got {_shown(sent)}); {_quality_text(policy)}"
+            raise InvalidRequest(msg, field="q")
+        q = _snap_up(raw_q, policy.qualities)
     fmt = resolve_format(accept, policy) if requested == AUTO else OutputFormat(requested)
     if not fmt.lossy:
         q = None

@@ -59,12 +59,16 @@ class InputFormat(StrEnum):
     AVIF = "avif"
     HEIC = "heic"
     TIFF = "tiff"
-    # Loaders that can reach files or the network: never admitted by default (R16).
+    # Loaders that can reach files or the network: recognised, never admitted (R16).
     SVG = "svg"
     PDF = "pdf"
 
 
 _Frozen = ConfigDict(frozen=True, extra="forbid")
+
+# Formats that are sniffed (so a refusal can name them) but can never be admitted: see
+# `Policy.input_formats`.
+_BLOCKED_INPUTS = frozenset({InputFormat.SVG, InputFormat.PDF})
 
 
 class Limits(BaseModel):
@@ -77,9 +81,14 @@ class Limits(BaseModel):
     max_input_pixels: int = Field(default=100_000_000, gt=0)
     """100 MP: a 48 MP phone photo fits twice; a decompression bomb (65535x65535 PNG) does not."""
     max_frames: int = Field(default=300, gt=0)
-    """Frames/pages an animated or multi-page original may declare in its header."""
+    """Frames/pages an original may declare in its header. 300 is 10 s of a 30 fps GIF, longer
+    than the animations a page shows; only the first frame is rendered, but the GIF and WebP
+    loaders walk every frame to count them, so a bigger count only costs time."""
     max_output_pixels: int = Field(default=4096 * 4096, gt=0)
-    """16.8 MP: enough for the largest breakpoint of a tall image, bounded encode memory."""
+    """16.8 MP (4096x4096, 50 MB of 8-bit RGB): bounds the memory of one resize and encode.
+    `transform` refuses a request whose output would be larger; `render_variants` fits such a
+    variant down to the largest size of the same aspect within it, so a tall original (a
+    1200x15000 infographic, which no width breakpoint shrinks) still gets its whole set."""
 
 
 class DefaultQuality(BaseModel):
@@ -181,8 +190,10 @@ class Policy(BaseModel):
         InputFormat.GIF,
         InputFormat.AVIF,
     )
-    """Original formats admitted. SVG and PDF can reach files or the network: opt-in only. HEIC
-    needs a libvips whose libheif has an HEVC decoder, which the pyvips-binary wheel lacks."""
+    """Original formats admitted. SVG and PDF cannot be listed: their libvips loaders can read
+    files or the network, so imgcore blocks them for the whole process at import (R16), and a
+    policy naming them would promise decodes that cannot happen. HEIC needs a libvips whose
+    libheif has an HEVC decoder, which the pyvips-binary wheel lacks."""
     limits: Limits = Limits()
     metadata: Literal["strip", "keep-icc"] = "strip"
     """Output metadata: `strip` removes EXIF, GPS, XMP, IPTC and ICC (pixels are sRGB, which is
@@ -224,6 +235,15 @@ class Policy(BaseModel):
                 raise ValueError(msg)
 
     def _check_formats(self) -> None:
+        blocked = [f.value for f in self.input_formats if f in _BLOCKED_INPUTS]
+        if blocked:
+            admissible = ", ".join(f.value for f in InputFormat if f not in _BLOCKED_INPUTS)
+            msg = (
+                f"input_formats names {', '.join(blocked)}: their libvips loaders can read local "
+                "files and the network, so imgcore blocks them in every process at import "
+                f"(R16) and no tenant can opt in; allowed: {admissible}"
+            )
+            raise ValueError(msg)
         if not self.output_formats:
             msg = "output_formats must name at least one format"
             raise ValueError(msg)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from imgcore.keys import ContentClass
-from imgcore.policy import DEFAULT_POLICY, Policy
+from collections.abc import Mapping
 
-__all__ = ["NO_STORE", "REDIRECT_CACHE_CONTROL", "cache_control", "error_cache_control"]
+from imgcore.keys import ContentClass
+from imgcore.policy import DEFAULT_POLICY, OutputFormat, Policy
+
+__all__ = [
+    "NO_STORE",
+    "REDIRECT_CACHE_CONTROL",
+    "cache_control",
+    "derivative_headers",
+    "error_cache_control",
+]
 
 NO_STORE = "no-store"
 REDIRECT_CACHE_CONTROL = "private, no-store"
@@ -26,6 +34,33 @@ def cache_control(content_class: ContentClass | str, policy: Policy = DEFAULT_PO
     if ContentClass(content_class) is ContentClass.TAKEDOWN:
         return f"public, max-age={policy.ttl.takedown}"
     return f"public, max-age={policy.ttl.immutable}, immutable"
+
+
+def derivative_headers(
+    fmt: OutputFormat | str,
+    content_class: ContentClass | str,
+    policy: Policy = DEFAULT_POLICY,
+) -> Mapping[str, str]:
+    """The `Content-Type` and `Cache-Control` of one derivative, built in this one place (R11).
+
+    Precompute stores a derivative with these headers and the fallback both stores and answers
+    with them, so the second request for a derivative is an S3 read that looks the same.
+
+    Args:
+        fmt: The derivative's output format (`Rendered.params.fmt`).
+        content_class: Standard (immutable per version) or takedown-eligible.
+        policy: The policy whose TTLs apply.
+
+    Returns:
+        `{"Content-Type": ..., "Cache-Control": ...}`.
+
+    Raises:
+        ValueError: `fmt` or `content_class` is not one the policy knows.
+    """
+    return {
+        "Content-Type": OutputFormat(fmt).media_type,
+        "Cache-Control": cache_control(content_class, policy),
+    }
 
 
 def error_cache_control(status: int, policy: Policy = DEFAULT_POLICY) -> str:

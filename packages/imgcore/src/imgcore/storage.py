@@ -8,6 +8,9 @@
 - `put(key, data, ...)` is atomic: readers see the old object, or the whole new one, never a part.
   With `if_absent=True` it writes only when no object exists and says whether it wrote.
 - `delete(key, version_id=)` is idempotent; `list(prefix)` yields current objects in key order.
+- `set_tags(key, tags)` replaces the object's tags (S3 object tagging: what lifecycle rules
+  select on); `get_tags(key)` reads them. Both raise `NotFound` when there is no object. A `put`
+  makes an object with no tags, as an S3 PUT without tagging does.
 - Faults that a retry may cure (timeouts, throttling, 5xx) raise `StorageFault`.
 
 The S3 implementation lives with the AWS adapters (imgcore never imports an AWS SDK).
@@ -21,11 +24,12 @@ import json
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from imgcore.errors import ImgcoreError, InputTooLarge
 
@@ -109,6 +113,21 @@ class ObjectStore(Protocol):
         """The current objects under `prefix`, in key order."""
         ...
 
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Replace the current object's tags."""
+        ...
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """The current object's tags."""
+        ...
+
+
+_META_WAIT_ROUNDS = 50
+_META_WAIT_S = 0.002
+"""A reader re-reads for up to ~0.1 s until an object file and its metadata match (a writer
+takes microseconds between the two; only one that crashed between them makes a reader wait that
+long, and then the latest metadata written for the key is the best there is)."""
+
 
 def _too_large(key: str, size: int, max_bytes: int) -> InputTooLarge:
     return InputTooLarge(f"object {key!r} is {size:,} bytes; allowed: at most {max_bytes:,}")
@@ -122,6 +141,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._objects: dict[str, StoredObject] = {}
         self._versions: dict[tuple[str, str], StoredObject] = {}
+        self._tags: dict[str, dict[str, str]] = {}
         self._versioned = versioned
 
     def get(
@@ -166,6 +186,7 @@ class MemoryStore:
             if if_absent and key in self._objects:
                 return False
             self._objects[key] = stored
+            self._tags.pop(key, None)
             if version_id is not None:
                 self._versions[(key, version_id)] = stored
         return True
@@ -175,11 +196,13 @@ class MemoryStore:
         with self._lock:
             if version_id is None:
                 self._objects.pop(key, None)
+                self._tags.pop(key, None)
                 return
             self._versions.pop((key, version_id), None)
             current = self._objects.get(key)
             if current is not None and current.info.version_id == version_id:
                 del self._objects[key]
+                self._tags.pop(key, None)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """The current objects under `prefix` (see `ObjectStore`)."""
@@ -192,14 +215,36 @@ class MemoryStore:
         with self._lock:
             return [o.info for (k, _), o in self._versions.items() if k == key]
 
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Replace the current object's tags (see `ObjectStore`)."""
+        with self._lock:
+            if key not in self._objects:
+                raise NotFound(f"no object {key!r} to tag")
+            self._tags[key] = dict(tags)
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """The current object's tags (see `ObjectStore`)."""
+        with self._lock:
+            if key not in self._objects:
+                raise NotFound(f"no object {key!r}")
+            return dict(self._tags.get(key, {}))
+
 
 class LocalStore:
     """An `ObjectStore` in a directory that survives crashes and restarts.
 
     Layout under `root`: `objects/{key}` holds the bytes, `meta/{key}.json` the headers and
-    metadata, `versions/{key}/{version_id}` old versions when `versioned`. Every write goes to a
-    temporary file in the target's directory, is flushed to disk, and is renamed into place, so
-    a crash leaves the old object or the new one, never a torn file under a final key.
+    metadata, `tags/{key}.json` the tags (a sidecar `list` never returns), and
+    `versions/{key}/{version_id}` old versions when `versioned`. Every write goes to a temporary
+    file in the target's directory, is flushed to disk, and is renamed into place (the directory
+    flushed too), so a crash leaves the old object or the new one, never a torn file under a
+    final key.
+
+    `if_absent` is atomic across processes sharing the directory: the object is hard-linked
+    into place, which fails when the name exists, so exactly one writer wins. A writer puts the
+    object file in place first and its metadata right after; the metadata records the object
+    file's inode, and a reader that finds metadata of another inode (a write in flight) waits
+    briefly for the matching one, so headers never describe other bytes.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, versioned: bool = False) -> None:
@@ -207,7 +252,7 @@ class LocalStore:
         self.root = Path(root)
         self._versioned = versioned
         self._lock = threading.Lock()
-        for sub in ("objects", "meta", "versions"):
+        for sub in ("objects", "meta", "tags", "versions"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def _path(self, area: str, key: str, suffix: str = "") -> Path:
@@ -218,7 +263,8 @@ class LocalStore:
         return self.root.joinpath(area, *parts[:-1], parts[-1] + suffix)
 
     @staticmethod
-    def _write_atomic(path: Path, data: bytes) -> None:
+    def _temporary(path: Path, data: bytes) -> Path:
+        """`data` in a flushed temporary file beside `path` (same directory: same file system)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
         try:
@@ -226,17 +272,33 @@ class LocalStore:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            Path(tmp).replace(path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 Path(tmp).unlink()
             raise
+        return Path(tmp)
 
-    def _info(self, key: str, size: int) -> ObjectInfo:
+    @classmethod
+    def _write_atomic(cls, path: Path, data: bytes) -> None:
+        tmp = cls._temporary(path, data)
         try:
-            meta = json.loads(self._path("meta", key, ".json").read_text("utf-8"))
+            tmp.replace(path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        _fsync_directory(path.parent)
+
+    def _meta(self, key: str, inode: int) -> tuple[dict[str, Any], bool]:
+        """The key's metadata, and whether it was written for the object file `inode`."""
+        try:
+            meta: dict[str, Any] = json.loads(self._path("meta", key, ".json").read_text("utf-8"))
         except FileNotFoundError:
-            meta = {}
+            return {}, False
+        # No "inode": a store written before inodes were recorded; trust it as before.
+        return meta, meta.get("inode", inode) == inode
+
+    def _info(self, key: str, size: int, meta: Mapping[str, Any]) -> ObjectInfo:
         return ObjectInfo(
             key,
             size,
@@ -255,26 +317,35 @@ class LocalStore:
             if version_id is None
             else self._path("versions", f"{key}/{version_id}")
         )
-        try:
-            with path.open("rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if max_bytes is not None and size > max_bytes:
-                    raise _too_large(key, size, max_bytes)
-                data = handle.read()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFound(f"no object {key!r}") from None
-        info = self._info(key, len(data))
-        if version_id is not None:
-            info = ObjectInfo(key, len(data), None, None, {}, version_id)
-        return StoredObject(info, data)
+        for _ in range(_META_WAIT_ROUNDS):
+            try:
+                with path.open("rb") as handle:
+                    stat = os.fstat(handle.fileno())
+                    if max_bytes is not None and stat.st_size > max_bytes:
+                        raise _too_large(key, stat.st_size, max_bytes)
+                    data = handle.read()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise NotFound(f"no object {key!r}") from None
+            if version_id is not None:
+                return StoredObject(ObjectInfo(key, len(data), None, None, {}, version_id), data)
+            meta, matches = self._meta(key, stat.st_ino)
+            if matches:
+                break
+            time.sleep(_META_WAIT_S)  # a writer is between an object and its metadata: re-read
+        return StoredObject(self._info(key, len(data), meta), data)
 
     def head(self, key: str) -> ObjectInfo | None:
         """Describe an object (see `ObjectStore`)."""
-        try:
-            size = self._path("objects", key).stat().st_size
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return self._info(key, size)
+        for _ in range(_META_WAIT_ROUNDS):
+            try:
+                stat = self._path("objects", key).stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            meta, matches = self._meta(key, stat.st_ino)
+            if matches:
+                break
+            time.sleep(_META_WAIT_S)  # see `get`
+        return self._info(key, stat.st_size, meta)
 
     def put(
         self,
@@ -288,22 +359,44 @@ class LocalStore:
     ) -> bool:
         """Write an object atomically (see `ObjectStore`)."""
         path = self._path("objects", key)
+        if if_absent and path.exists():
+            return False  # the cheap answer; the link below is what decides a race
         version_id = uuid.uuid4().hex if self._versioned else None
+        tmp = self._temporary(path, data)
         meta = {
             "content_type": content_type,
             "cache_control": cache_control,
             "metadata": dict(metadata or {}),
             "version_id": version_id,
+            "inode": tmp.stat().st_ino,  # rename and link keep it: it names this object file
         }
-        with self._lock:  # if_absent is a check-then-write: one writer at a time per process
-            if if_absent and path.exists():
-                return False
-            if version_id is not None:
-                self._write_atomic(self._path("versions", f"{key}/{version_id}"), data)
-            # Metadata first: an object is only visible once its bytes are renamed into place.
-            self._write_atomic(self._path("meta", key, ".json"), json.dumps(meta).encode())
-            self._write_atomic(path, data)
+        meta_path = self._path("meta", key, ".json")
+        # The lock only orders this process's writers (their metadata lands in their order);
+        # the link is what makes if_absent safe across processes.
+        try:
+            with self._lock:
+                if if_absent:
+                    try:
+                        os.link(tmp, path)  # atomic create: fails when a writer got there first
+                    except FileExistsError:
+                        return False
+                else:
+                    tmp.replace(path)
+                _fsync_directory(path.parent)
+                # The bytes first, then what describes them: a reader that sees the new object
+                # file before its metadata waits for that inode's (see the class docstring).
+                if version_id is not None:
+                    self._write_atomic(self._path("versions", f"{key}/{version_id}"), data)
+                self._clear_tags(key)
+                self._write_atomic(meta_path, json.dumps(meta).encode())
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()  # after a link: the second name; after a failure: the leftover
         return True
+
+    def _clear_tags(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path("tags", key, ".json").unlink()
 
     def delete(self, key: str, *, version_id: str | None = None) -> None:
         """Remove an object or one version (see `ObjectStore`)."""
@@ -314,7 +407,11 @@ class LocalStore:
                 info = self.head(key)
                 if info is None or info.version_id != version_id:
                     return
-            for path in (self._path("objects", key), self._path("meta", key, ".json")):
+            for path in (
+                self._path("objects", key),
+                self._path("meta", key, ".json"),
+                self._path("tags", key, ".json"),
+            ):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
@@ -342,3 +439,28 @@ class LocalStore:
             for p in folder.iterdir()
             if not p.name.startswith(".tmp-")
         ]
+
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Replace the current object's tags, crash-safely (see `ObjectStore`)."""
+        if not self._path("objects", key).is_file():
+            raise NotFound(f"no object {key!r} to tag")
+        self._write_atomic(self._path("tags", key, ".json"), json.dumps(dict(tags)).encode())
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """The current object's tags (see `ObjectStore`)."""
+        if not self._path("objects", key).is_file():
+            raise NotFound(f"no object {key!r}")
+        try:
+            tags: dict[str, str] = json.loads(self._path("tags", key, ".json").read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        return tags
+
+
+def _fsync_directory(path: Path) -> None:
+    """Flush a directory entry to disk, so a rename or link survives a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
