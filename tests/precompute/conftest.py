@@ -20,7 +20,7 @@ import structlog
 from moto import mock_aws
 from PIL import Image
 
-from imgcdn_precompute.logs import configure_logging
+from imgcdn_aws.logs import configure_logging
 from imgcdn_precompute.service import PixelRenderer
 from imgcdn_precompute.stores import StreamingS3Store
 from imgcore.keys import ImageRef

@@ -23,9 +23,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from imgcdn_aws.s3 import s3_client
 from imgcdn_precompute import handler as handler_module
 from imgcdn_precompute.handler import handler
-from imgcdn_precompute.s3 import s3_client
 from imgcore.keys import content_version, parse_source_key
 from imgcore.manifest import Manifest
 from imgcore.policy import DEFAULT_POLICY, Policy

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
+from imgcdn_aws.emf import Metrics
 from imgcdn_precompute.batch import BatchProcessor
-from imgcdn_precompute.emf import Metrics
 from imgcdn_precompute.events import parse_invocation
-from imgcdn_precompute.service import PrecomputeService
+from imgcdn_precompute.service import SUPERSEDED_TAG, PrecomputeService
 from imgcdn_precompute.stores import StreamingS3Store
 from imgcore.keys import MANIFEST_NAME, content_version, parse_source_key
 from imgcore.manifest import Manifest
@@ -35,12 +35,15 @@ class FaultyStore:
         self.fail_at: int | None = None
         self.error: Callable[[], BaseException] = lambda: StorageFault("injected fault")
         self.delay = 0.0
+        self.on_call: Callable[[], None] | None = None  # e.g. spend a simulated clock
         self._lock = threading.Lock()
 
     def _call(self, op: str, key: str) -> None:
         with self._lock:
             self.calls.append(f"{self.name}.{op} {key}")
             index = len(self.calls)
+            if self.on_call is not None:
+                self.on_call()
         if index == self.fail_at:
             if self.delay:
                 time.sleep(self.delay)  # a slow call that then times out
@@ -65,6 +68,14 @@ class FaultyStore:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         self._call("list", prefix)
         return self.inner.list(prefix)
+
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        self._call("set_tags", key)
+        self.inner.set_tags(key, tags)
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        self._call("get_tags", key)
+        return dict(self.inner.get_tags(key))
 
 
 class Watched(MemoryStore):
@@ -172,7 +183,9 @@ def test_every_store_call_of_a_create_can_fail_and_the_retry_completes(
     rig: Rig, photo: bytes, error: str
 ) -> None:
     calls = _create_calls(rig, photo)
-    assert len(calls) == 9  # get, manifest check, 4 variants, manifest, list, head
+    # get, manifest check, 4 variants, manifest, list, head, then the superseded check:
+    # head and get of the original (is it still the current one?), list of the image's prefix.
+    assert len(calls) == 12, calls
     key = "img/acme/summer sale/red shoe+1.jpg"
     rig.originals.inner.put(key, photo)
     image = parse_source_key(key)
@@ -234,26 +247,38 @@ def test_exactly_the_failed_messages_are_reported(rig: Rig, photo_factory: Any) 
     assert rig.watched.violations == []
 
 
-def test_a_failed_removal_is_retried_until_everything_is_gone(rig: Rig, photo: bytes) -> None:
+@pytest.mark.parametrize("versioned", [False, True], ids=["unversioned", "versioned"])
+def test_a_failed_removal_is_retried_until_everything_is_gone(
+    events: Any, photo: bytes, versioned: bool
+) -> None:
+    rig = Rig(TINY_POLICY, events, io.StringIO())
+    rig.originals.inner = MemoryStore(versioned=versioned)
     key = "img/acme/x.jpg"
-    rig.originals.inner.put(key, photo)
-    assert rig.run([key]) == []
-    rig.originals.inner.delete(key)
-    rig.clear()
-    removal = rig.events.sqs(
-        rig.events.notification(rig.events.s3_record(key, "ObjectRemoved:Delete")), ids=["rm"]
-    )
-    rig.processor.process(parse_invocation(removal))
-    deletes = [i for i, call in enumerate(rig.calls, 1) if ".delete " in call]
-    assert len(deletes) == 5
-    for at in deletes:
-        rig.clear()
+
+    def upload_and_delete() -> dict[str, Any]:
         rig.originals.inner.put(key, photo)
+        version_id = rig.originals.inner.head(key).version_id
         assert rig.run([key]) == []
-        rig.originals.inner.delete(key)
+        rig.originals.inner.delete(key, version_id=version_id)
         rig.clear()
-        rig.inject(rig.derivatives, at, ERRORS["storage-fault"])
-        assert rig.processor.process(parse_invocation(removal)).failed == ["rm"]
+        record = rig.events.s3_record(key, "ObjectRemoved:Delete", version_id=version_id)
+        return rig.events.sqs(rig.events.notification(record), ids=["rm"])
+
+    removal = upload_and_delete()
+    rig.processor.process(parse_invocation(removal))
+    calls = list(rig.calls)
+    deletes = [c for c in calls if ".delete " in c]
+    assert len(deletes) == 5
+    # Every call of the removal fails once, in turn: the reads (the original's current object,
+    # the manifests, the listings) as well as the deletes.
+    reads = {"derivatives.list"} | ({"derivatives.get"} if versioned else {"originals.get"})
+    assert {c.split()[0] for c in calls} >= reads | {"derivatives.delete"}, calls
+    for at, call in enumerate(calls, 1):
+        rig.clear()
+        removal = upload_and_delete()
+        store = rig.originals if call.startswith("originals") else rig.derivatives
+        rig.inject(store, at, ERRORS["storage-fault"])
+        assert rig.processor.process(parse_invocation(removal)).failed == ["rm"], call
         rig.clear()
         assert rig.processor.process(parse_invocation(removal)).failed == []
         assert list(rig.watched.list()) == []
@@ -283,3 +308,91 @@ def test_s3_timeouts_are_transient_storage_faults(events: Any, policy: Policy) -
     processor = BatchProcessor(service, originals_bucket=ORIGINALS, metrics=Metrics(io.StringIO()))
     batch = events.sqs(events.notification(events.s3_record("img/acme/x.jpg")), ids=["t"])
     assert processor.process(parse_invocation(batch)).failed == ["t"]
+
+
+class SimulatedClock:
+    """The invocation's remaining time, spent by the slow store, not by the test's wall clock."""
+
+    def __init__(self, budget_ms: int) -> None:
+        self.left_ms = budget_ms
+
+    def remaining_ms(self) -> int:
+        return self.left_ms
+
+
+def test_a_slow_store_fails_the_message_that_cannot_finish_not_the_batch(
+    rig: Rig, photo_factory: Any
+) -> None:
+    """Every store call takes 1 s: the second message starts, then stops before a write that
+    could outlive the invocation, and is reported failed with nothing half-visible."""
+    keys = ["img/acme/first.jpg", "img/acme/second.jpg"]
+    for seed, key in enumerate(keys):
+        rig.originals.inner.put(key, photo_factory(seed, (640, 480)))
+    clock = SimulatedClock(budget_ms=20_000)
+
+    def spend() -> None:
+        clock.left_ms -= 1_000
+
+    for store in (rig.originals, rig.derivatives):
+        store.on_call = spend
+    service = PrecomputeService(
+        rig.originals, rig.derivatives, policy=TINY_POLICY, upload_workers=1
+    )  # type: ignore[arg-type]
+    processor = BatchProcessor(
+        service,
+        originals_bucket=ORIGINALS,
+        metrics=Metrics(io.StringIO()),
+        deadline_guard_ms=3_000,
+        write_guard_ms=5_000,
+    )
+
+    result = processor.process(parse_invocation(rig.batch(keys)), clock.remaining_ms)
+
+    assert result.failed == ["m-1"]
+    assert "stopped before writing" in (result.results[1].failure or "")
+    assert {m.source_key for m in rig.manifests().values()} == {keys[0]}
+    assert rig.watched.violations == []
+    written = [i.key for i in rig.watched.list() if i.key.startswith(keys[1] + "/")]
+    assert 0 < len(written) < 4  # it did start writing, and stopped in time
+    # SQS's redelivery, in a fresh invocation, keeps what was written and completes.
+    for store in (rig.originals, rig.derivatives):
+        store.on_call = None
+    assert processor.process(parse_invocation(rig.batch(keys[1:])), lambda: 300_000).failed == []
+    assert {m.source_key for m in rig.manifests().values()} == set(keys)
+
+
+def test_a_slow_call_that_times_out_is_reported(rig: Rig, photo: bytes) -> None:
+    key = "img/acme/slow.jpg"
+    rig.originals.inner.put(key, photo)
+    rig.derivatives.delay = 0.2
+    rig.inject(rig.derivatives, 3, ERRORS["read-timeout"])  # the first derivative put
+    started = time.perf_counter()
+    assert rig.run([key]) == ["m-0"]
+    assert time.perf_counter() - started >= 0.2
+    assert rig.manifests() == {}
+    rig.clear()
+    assert rig.run([key]) == []
+
+
+def test_a_tagging_fault_is_transient_and_the_retry_tags(rig: Rig, photo_factory: Any) -> None:
+    key = "img/acme/retagged.jpg"
+    rig.originals.inner.put(key, photo_factory(1, (640, 480)))
+    assert rig.run([key]) == []
+    rig.originals.inner.put(key, photo_factory(2, (640, 480)))
+    assert rig.run([key]) == []
+    rig.clear()
+    assert rig.run([key]) == []  # a duplicate delivery: its calls are what the retries make
+    tag_calls = [i for i, c in enumerate(rig.calls, 1) if ".set_tags " in c]
+    assert len(tag_calls) == 5  # four variants and the manifest of the older version
+    old = parse_source_key(key).version_prefix(content_version(photo_factory(1, (640, 480))))
+    for at in tag_calls:
+        for k in [i.key for i in rig.watched.list(old)]:
+            rig.watched.set_tags(k, {})
+        rig.clear()
+        rig.inject(rig.derivatives, at, ERRORS["storage-fault"])
+        assert rig.run([key]) == ["m-0"]
+        rig.clear()
+        assert rig.run([key]) == []  # the retry is a duplicate: it only tags
+        assert all(
+            rig.watched.get_tags(i.key) == {SUPERSEDED_TAG: "true"} for i in rig.watched.list(old)
+        )

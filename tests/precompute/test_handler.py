@@ -14,10 +14,10 @@ import structlog
 from moto import mock_aws
 from PIL import Image
 
+from imgcdn_aws.config import ConfigError
+from imgcdn_aws.s3 import s3_client
 from imgcdn_precompute import handler as handler_module
-from imgcdn_precompute.config import ConfigError
 from imgcdn_precompute.handler import BatchFailed, handler
-from imgcdn_precompute.s3 import s3_client
 from imgcore.keys import content_version, parse_source_key
 from imgcore.manifest import Manifest
 from imgcore.policy import Policy
@@ -202,13 +202,14 @@ def test_logs_and_metrics_are_json_lines_with_the_request_id(
         assert line["key"] == key
         assert line["version"] == content_version(photo)
         assert line["store_ms"] >= 0
+        assert line["render_ms"] > 0  # this variant's own resize and encode
         assert line["bytes"] > 0
     rendered = next(line for line in logs if line["event"] == "rendered")
     assert rendered["render_ms"] > 0
     (emf,) = metrics
     directive = emf["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "imgcdn"
-    assert directive["Dimensions"] == [["tenant"]]
+    assert directive["Dimensions"] == [[]]  # the tenant is a property: see batch._record
     names = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
     assert names["Renders"] == "Count"
     assert names["BytesWritten"] == "Bytes"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
-from imgcdn_precompute.service import Action, ConcurrentRemoval, PrecomputeService
+from imgcdn_precompute.service import Action, ConcurrentRemoval, PixelRenderer, PrecomputeService
 from imgcore.keys import content_version, parse_source_key
 from imgcore.policy import Policy
 from imgcore.storage import MemoryStore, ObjectStore
@@ -218,3 +219,51 @@ def test_a_removal_racing_a_create_to_a_re_upload_converges(
     assert svc.created(KEY).version == content_version(new)
     versions = {i.key.split("/")[-2] for i in derivatives.list()}
     assert versions == {content_version(new)}
+
+
+def test_a_race_loser_finishing_after_a_removal_leaves_no_orphan(
+    policy: Policy, photo: bytes
+) -> None:
+    """The loser writes its derivatives after the removal deleted them but before it deleted
+    the manifest, so its manifest write loses: it must still notice the removal."""
+    originals, derivatives = MemoryStore(versioned=True), MemoryStore()
+    originals.put(KEY, photo)
+    version_id = originals.head(KEY).version_id  # type: ignore[union-attr]
+    rendered, go = threading.Event(), threading.Event()
+
+    class Paused(PixelRenderer):
+        def render(self, *args: Any, **kwargs: Any) -> Any:
+            out = super().render(*args, **kwargs)
+            rendered.set()
+            assert go.wait(60)
+            return out
+
+    loser = PrecomputeService(originals, derivatives, policy=policy, renderer=Paused())
+    outcomes: list[Any] = []
+    thread = threading.Thread(target=lambda: outcomes.append(loser.created(KEY)))
+    thread.start()
+    assert rendered.wait(60)
+    assert service_over(originals, derivatives, policy).created(KEY).action is Action.RENDERED
+    originals.delete(KEY, version_id=version_id)
+    manifest_key = IMAGE.manifest_key(content_version(photo))
+
+    class LoserFirst(_Hooked):
+        """Lets the loser finish just before the removal deletes the manifest."""
+
+        def delete(self, key: str, **kwargs: Any) -> None:
+            if key == manifest_key and not go.is_set():
+                go.set()
+                thread.join(60)
+            self.inner.delete(key, **kwargs)
+
+    remover = service_over(originals, LoserFirst(derivatives, 0, None), policy)  # type: ignore[arg-type]
+    removal = remover.removed(KEY, version_id=version_id)
+
+    assert removal.removed == (content_version(photo),)
+    assert [o.action for o in outcomes] == [Action.GONE]
+    assert outcomes[0].bytes_written > 0  # it did write, then cleaned up after itself
+    assert list(derivatives.list()) == []
+
+
+def service_over(originals: Any, derivatives: Any, policy: Policy) -> PrecomputeService:
+    return PrecomputeService(originals, derivatives, policy=policy)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imgcdn_precompute.service import Action, PrecomputeService, stream_version
+from imgcdn_precompute.service import Action, PixelRenderer, PrecomputeService, stream_version
 from imgcore.keys import ContentClass, content_version, parse_source_key
 from imgcore.policy import Limits, Policy
 from imgcore.responses import cache_control
@@ -356,3 +358,157 @@ def test_the_source_version_id_is_recorded_for_the_fallback(
     assert outcome.manifest is not None
     assert outcome.manifest.source_version_id == first_version_id
     assert first_version_id
+
+
+RACE_POLICY = Policy.model_validate(
+    {"standard": {"widths": [160, 320], "formats": ["webp", "jpeg"]}}
+)
+"""Formats Pillow re-encodes everywhere, so a second renderer can make other bytes."""
+
+
+def _recode(data: bytes) -> bytes:
+    image = decode(data)
+    out = io.BytesIO()
+    image.save(out, image.format, quality=35)
+    return out.getvalue()
+
+
+class _Paused(PixelRenderer):
+    """Renders, then waits until `go` is set; `recode` makes other bytes of the same geometry
+    (what another encoder effort or libvips build does)."""
+
+    def __init__(self, *, recode: bool) -> None:
+        self.recode = recode
+        self.rendered = threading.Event()
+        self.go = threading.Event()
+
+    def render(self, *args: Any, **kwargs: Any) -> Any:
+        out = super().render(*args, **kwargs)
+        self.rendered.set()
+        assert self.go.wait(60)
+        return [dataclasses.replace(r, data=_recode(r.data)) for r in out] if self.recode else out
+
+
+def test_a_race_loser_with_other_bytes_keeps_the_stored_objects_the_manifest_describes(
+    stores: Any, photo: bytes
+) -> None:
+    stores.originals.put(KEY, photo)
+    slow = _Paused(recode=True)
+    loser = PrecomputeService(
+        stores.originals, stores.derivatives, policy=RACE_POLICY, renderer=slow
+    )
+    outcomes: list[Any] = []
+    thread = threading.Thread(target=lambda: outcomes.append(loser.created(KEY)))
+    thread.start()
+    assert slow.rendered.wait(60)  # the loser has passed the manifest check and rendered
+
+    winner = PrecomputeService(stores.originals, stores.derivatives, policy=RACE_POLICY)
+    won = winner.created(KEY)
+    assert won.action is Action.RENDERED
+    assert won.manifest is not None
+    first = {r.key: stores.derivatives.get(r.key).data for r in won.manifest.variants}
+    slow.go.set()
+    thread.join(60)
+
+    assert [o.action for o in outcomes] == [Action.SKIPPED]
+    assert outcomes[0].bytes_written == 0  # every derivative was there: none overwritten
+    manifest = stores.manifest(parse_source_key(KEY), content_version(photo))
+    assert manifest == won.manifest
+    for record in manifest.variants:
+        data = stores.derivatives.get(record.key).data
+        assert data == first[record.key]
+        assert _recode(data) != data  # the loser's bytes really were other bytes
+        assert record.bytes == len(data)
+
+
+def test_racing_writers_with_other_bytes_record_what_is_stored(stores: Any, photo: bytes) -> None:
+    """Both write at once, so each key is won by either: the manifest matches the store."""
+    stores.originals.put(KEY, photo)
+    barrier = threading.Barrier(2, timeout=60)
+
+    class Lockstep(PixelRenderer):
+        def __init__(self, recode: bool) -> None:
+            self.recode = recode
+
+        def render(self, *args: Any, **kwargs: Any) -> Any:
+            out = super().render(*args, **kwargs)
+            barrier.wait()
+            return (
+                [dataclasses.replace(r, data=_recode(r.data)) for r in out] if self.recode else out
+            )
+
+    services = [
+        PrecomputeService(
+            stores.originals, stores.derivatives, policy=RACE_POLICY, renderer=Lockstep(recode)
+        )
+        for recode in (False, True)
+    ]
+    outcomes: list[Any] = [None, None]
+    threads = [
+        threading.Thread(target=lambda i=i: outcomes.__setitem__(i, services[i].created(KEY)))
+        for i in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    assert sorted(o.action for o in outcomes) == [Action.RENDERED, Action.SKIPPED]
+    manifest = stores.manifest(parse_source_key(KEY), content_version(photo))
+    for record in manifest.variants:
+        data = stores.derivatives.get(record.key).data
+        assert record.bytes == len(data)
+        assert decode(data).size == (record.width, record.height)
+    # Every byte was written once: the two workers' counts add up to what is stored.
+    stored = sum(len(stores.derivatives.get(r.key).data) for r in manifest.variants)
+    assert sum(o.bytes_written for o in outcomes) == stored + len(manifest.to_json())
+
+
+def test_a_corrupt_manifest_is_rendered_again_and_overwritten(
+    stores: Any, policy: Policy, photo: bytes, renderer: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stores.originals.put(KEY, photo)
+    image, version = parse_source_key(KEY), content_version(photo)
+    stores.derivatives.put(image.manifest_key(version), b'{"schema_version": 1, "tenant": "ac')
+    service = PrecomputeService(
+        stores.originals, stores.derivatives, policy=policy, renderer=renderer
+    )
+
+    outcome = service.created(KEY)
+
+    assert outcome.action is Action.RENDERED
+    assert renderer.renders == 1
+    assert stores.manifest(image, version) == outcome.manifest
+    warnings = [
+        line for line in _log_lines(capsys.readouterr().out) if line.get("level") == "warning"
+    ]
+    assert [w["event"] for w in warnings] == ["manifest_invalid_rewriting"]
+    assert "not a manifest" in warnings[0]["reason"]
+    assert service.created(KEY).action is Action.SKIPPED  # and it is settled now
+    assert renderer.renders == 1
+
+
+def test_each_stored_variant_logs_its_own_render_time(
+    policy: Policy, photo: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    originals, derivatives = MemoryStore(), MemoryStore()
+    originals.put(KEY, photo)
+    outcome = PrecomputeService(originals, derivatives, policy=policy).created(KEY)
+    assert outcome.manifest is not None
+
+    stored = [
+        line for line in _log_lines(capsys.readouterr().out) if line["event"] == "variant_stored"
+    ]
+
+    assert sorted(line["variant"] for line in stored) == sorted(
+        v.variant for v in outcome.manifest.variants
+    )
+    for line in stored:
+        assert line["render_ms"] > 0, line
+        assert line["store_ms"] >= 0
+    # Per-variant times share the set's time: together no more than the whole render.
+    assert sum(line["render_ms"] for line in stored) <= outcome.render_ms
+
+
+def _log_lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]

@@ -6,9 +6,9 @@ service it drives (also used by `imgcdn backfill` and the local stack).
 
 from __future__ import annotations
 
+from imgcdn_aws.config import ConfigError, Settings
+from imgcdn_aws.emf import Metrics
 from imgcdn_precompute.batch import BatchProcessor, BatchResult, MessageResult
-from imgcdn_precompute.config import ConfigError, Settings
-from imgcdn_precompute.emf import Metrics
 from imgcdn_precompute.events import (
     EventError,
     EventKind,

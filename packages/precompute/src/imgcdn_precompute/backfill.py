@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from imgcdn_precompute.logs import configure_logging
+from imgcdn_aws.logs import configure_logging
 from imgcdn_precompute.service import Action, PrecomputeService
 from imgcdn_precompute.stores import open_store
 from imgcore.keys import ContentClass, validate_tenant

@@ -14,7 +14,10 @@ The rule for a message (an SQS message, or a whole bare S3 event):
 - reported failed when its body cannot be parsed (a poisoned message): SQS cannot make it
   parseable, but the DLQ keeps it for a person, while the other messages of the batch go on;
 - reported failed without being processed when the invocation is about to run out of time,
-  so SQS redelivers it promptly instead of the whole batch timing out.
+  so SQS redelivers it promptly instead of the whole batch timing out; and reported failed
+  part-way when, before one of its writes, less is left than a storage write may take (an S3
+  call can take ~36 s with the client's retries): what it wrote is not under a manifest yet,
+  so nothing is half-visible, and the retry keeps what is there.
 """
 
 from __future__ import annotations
@@ -25,15 +28,20 @@ from dataclasses import dataclass
 
 import structlog
 
-from imgcdn_precompute.emf import Metrics, Unit
+from imgcdn_aws.emf import Metrics, Unit
 from imgcdn_precompute.events import EventKind, Invocation, Message, ObjectEvent
-from imgcdn_precompute.service import Action, Outcome, PrecomputeService
+from imgcdn_precompute.service import Action, Deadline, DeadlineNear, Outcome, PrecomputeService
 
 __all__ = ["BatchProcessor", "BatchResult", "MessageResult"]
 
-DEFAULT_DEADLINE_GUARD_MS = 30_000
-"""Stop starting messages when less than this is left: a 12 MP original takes ~10-20 s on one
-vCPU (see docs/precompute.md), and a Lambda killed mid-batch gets the whole batch retried."""
+DEFAULT_WRITE_GUARD_MS = 40_000
+"""Stop before a storage write when less than this is left: one S3 call can take 36 s at worst
+(3 attempts of a 2 s connect and a 10 s read timeout, `imgcdn_aws.s3`), and a Lambda killed
+mid-batch gets the whole batch retried."""
+DEFAULT_DEADLINE_GUARD_MS = 60_000
+"""Stop starting messages when less than this is left: a message needs its render (a 12 MP
+original's standard set takes 3-7 s on one vCPU, measured in docs/precompute.md) and then room
+for its writes (`DEFAULT_WRITE_GUARD_MS`)."""
 
 log = structlog.get_logger("imgcdn.precompute")
 
@@ -70,6 +78,7 @@ class BatchProcessor:
         originals_bucket: str | None = None,
         metrics: Metrics | None = None,
         deadline_guard_ms: int = DEFAULT_DEADLINE_GUARD_MS,
+        write_guard_ms: int = DEFAULT_WRITE_GUARD_MS,
     ) -> None:
         """Wire the processor.
 
@@ -79,11 +88,13 @@ class BatchProcessor:
                 wiring mistake and is retried into the DLQ rather than read from the wrong place.
             metrics: Where EMF lines go (stdout by default).
             deadline_guard_ms: See `DEFAULT_DEADLINE_GUARD_MS`.
+            write_guard_ms: See `DEFAULT_WRITE_GUARD_MS`.
         """
         self.service = service
         self.originals_bucket = originals_bucket
         self.metrics = metrics or Metrics()
         self.deadline_guard_ms = deadline_guard_ms
+        self.write_guard_ms = write_guard_ms
 
     def process(
         self, invocation: Invocation, remaining_ms: Callable[[], int] | None = None
@@ -103,11 +114,32 @@ class BatchProcessor:
                 reason = "deferred: the invocation was about to time out"
                 results.extend(MessageResult(m, failure=reason) for m in deferred)
                 break
-            results.append(self.process_message(message))
+            results.append(self.process_message(message, self._deadline(remaining_ms)))
         return BatchResult(tuple(results))
 
-    def process_message(self, message: Message) -> MessageResult:
-        """Process one message; never raises (see the module docstring)."""
+    def _deadline(self, remaining_ms: Callable[[], int] | None) -> Deadline | None:
+        if remaining_ms is None:
+            return None
+        guard = self.write_guard_ms
+
+        def check() -> None:
+            left = remaining_ms()
+            if left < guard:
+                msg = (
+                    f"{left} ms of the invocation left, under the {guard} ms a storage write "
+                    "may take; stopped before writing, retry"
+                )
+                raise DeadlineNear(msg)
+
+        return check
+
+    def process_message(self, message: Message, deadline: Deadline | None = None) -> MessageResult:
+        """Process one message; never raises (see the module docstring).
+
+        Args:
+            message: The message.
+            deadline: Called before each write (see `PrecomputeService.created`).
+        """
         with structlog.contextvars.bound_contextvars(
             message_id=message.message_id, receive_count=message.receive_count
         ):
@@ -125,14 +157,14 @@ class BatchProcessor:
             failures: list[str] = []
             for event in message.events:
                 try:
-                    outcomes.append(self.process_event(event))
+                    outcomes.append(self.process_event(event, deadline))
                 except Exception as exc:  # noqa: BLE001 - every failure is retried: see docstring
                     failures.append(f"{event.key}: {type(exc).__name__}: {exc}")
                     self._transient(event, exc)
             failure = "; ".join(failures) if failures else None
             return MessageResult(message.message_id, tuple(outcomes), failure)
 
-    def process_event(self, event: ObjectEvent) -> Outcome:
+    def process_event(self, event: ObjectEvent, deadline: Deadline | None = None) -> Outcome:
         """Handle one object event.
 
         Raises:
@@ -150,7 +182,9 @@ class BatchProcessor:
             started = time.perf_counter()
             match event.kind:
                 case EventKind.CREATED:
-                    outcome = self.service.created(event.key, version_id=event.version_id)
+                    outcome = self.service.created(
+                        event.key, version_id=event.version_id, deadline=deadline
+                    )
                 case EventKind.REMOVED:
                     outcome = self.service.removed(
                         event.key, version_id=event.version_id, delete_marker=event.delete_marker
@@ -191,11 +225,17 @@ class BatchProcessor:
                 values = {"Gone": (1, Unit.COUNT)}
             case Action.IGNORED:
                 return
+        if outcome.bytes_written:  # a lost race or a rollback may have written some first
+            values["BytesWritten"] = (outcome.bytes_written, Unit.BYTES)
         values["EventMs"] = (elapsed_ms, Unit.MILLISECONDS)
         self.metrics.emit(
             values,
-            dimensions={"tenant": outcome.image.tenant} if outcome.image else None,
+            # The tenant is a property, not a dimension: CloudWatch bills every distinct
+            # dimension combination as its own custom metric, so a tenant dimension costs per
+            # tenant per metric, and the alarms sum over the namespace anyway. Logs Insights
+            # still filters and groups these lines by tenant.
             properties={
+                "tenant": outcome.image.tenant if outcome.image else None,
                 "key": outcome.key,
                 "version": outcome.version,
                 "action": outcome.action.value,

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from imgcdn_aws.config import POLICY, S3_ENDPOINT, ConfigError, parse_endpoint, parse_policy
+from imgcdn_aws.logs import configure_logging
 from imgcdn_precompute.backfill import Backfill, Summary, TaskResult
-from imgcdn_precompute.config import POLICY, S3_ENDPOINT, ConfigError, parse_endpoint, parse_policy
-from imgcdn_precompute.logs import configure_logging
 from imgcdn_precompute.stores import open_store
 from imgcore.cli import emit
 from imgcore.errors import ImgcoreError
@@ -150,7 +150,9 @@ def configure_backfill(subparsers: Any) -> None:
         description=(
             "Render the standard variant set and manifest of every original that has none yet. "
             "Safe to interrupt (Ctrl-C) and run again: it resumes where it stopped. Beyond one "
-            "machine, the CDK app runs the same service on Step Functions Distributed Map."
+            "machine, the CDK app runs the same service on Step Functions Distributed Map. "
+            "A catalogue is two stores, so a single --store is two options here: --originals "
+            "(what is read) and --derivatives (what is written)."
         ),
     )
     parser.add_argument(

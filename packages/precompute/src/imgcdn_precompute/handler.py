@@ -8,7 +8,7 @@ the answer, so a failure there is raised, and Lambda's async retries and on-fail
 take over. The backfill's Step Functions Distributed Map invokes it too, with
 `{"source": "imgcdn.backfill", "bucket": ..., "items": [{"Key": ...}]}`, and gets the same
 answer with keys as item identifiers. Configuration resolves once per process (see
-`imgcdn_precompute.config`); in Lambda it resolves during the init phase, so a bad value fails
+`imgcdn_aws.config`); in Lambda it resolves during the init phase, so a bad value fails
 the first cold start loudly.
 """
 
@@ -21,10 +21,10 @@ from typing import Any
 
 import structlog
 
+from imgcdn_aws.config import Settings
+from imgcdn_aws.logs import configure_logging
 from imgcdn_precompute.batch import BatchProcessor
-from imgcdn_precompute.config import Settings
 from imgcdn_precompute.events import parse_invocation
-from imgcdn_precompute.logs import configure_logging
 from imgcdn_precompute.service import PrecomputeService
 from imgcdn_precompute.stores import StreamingS3Store
 

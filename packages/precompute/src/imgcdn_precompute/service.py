@@ -12,16 +12,22 @@ Creating (`created`), for an original at `{class}/{tenant}/{id}`:
    written, so a late create can never resurrect a removed image.
 3. Its version is `content_version(bytes)` (R7). When that version's manifest exists, nothing is
    rendered: a redelivered or duplicated event costs one read.
-4. The standard set is rendered from one decode; every derivative is written (each put is
-   atomic) under `{class}/{tenant}/{id}/{version}/{variant}` with the `Content-Type` and the
-   `Cache-Control` the fallback sends (R4, R11); the manifest is written LAST and only if
-   absent, so a manifest means all its derivatives are there. Two workers racing on one version
-   write byte-identical derivatives (rendering is deterministic for a given libvips thread
-   count: AVIF's encoder output depends on it) and exactly one manifest.
+4. The standard set is rendered from one decode; every derivative is written only if absent
+   (each put is atomic) under `{class}/{tenant}/{id}/{version}/{variant}` with the headers of
+   `imgcore.responses.derivative_headers`, the ones the fallback sends (R4, R11); an object
+   already there is kept and the manifest records its stored size, so the manifest describes
+   what is stored even when racing workers made different bytes (AVIF's output depends on the
+   libvips thread count). The manifest is written LAST and only if absent, so a manifest means
+   all its derivatives are there, and there is exactly one. An invalid manifest is overwritten.
 5. Then it checks that nothing removed the original meanwhile: if a derivative vanished (a
    concurrent removal got to it) the version is rolled back and a transient error asks for a
    retry, which sees the settled state; if the original itself is gone, the version is rolled
-   back and the outcome is `gone`. Rollbacks delete the manifest first.
+   back and the outcome is `gone`. Rollbacks delete the manifest first. A worker that lost the
+   manifest race runs the same check (against the winning manifest): what it wrote after a
+   removal is not left behind.
+6. When the version is the original's current object, every object of the image's other
+   versions is tagged `imgcdn-superseded=true` for the bucket's lifecycle rule (also on a
+   redelivery, so a failed tagging is retried).
 
 Failures: an original that cannot be admitted or decoded (`InputRejected`, including one over
 `max_input_bytes`) is permanent: a manifest with status `failed` and the reason is written
@@ -58,13 +64,14 @@ import contextvars
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import structlog
 from pydantic import ValidationError
@@ -74,15 +81,18 @@ from imgcore.keys import DerivativeKey, ImageRef, content_version, parse_source_
 from imgcore.manifest import Manifest, Placeholder, VariantRecord
 from imgcore.params import TransformParams
 from imgcore.policy import DEFAULT_POLICY, OutputFormat, Policy
-from imgcore.responses import cache_control, error_cache_control
+from imgcore.responses import cache_control, derivative_headers, error_cache_control
 from imgcore.storage import NotFound, ObjectInfo, ObjectStore, StorageFault
 
 if TYPE_CHECKING:
     from imgcore.pixels import Rendered, SourceInfo
 
 __all__ = [
+    "SUPERSEDED_TAG",
     "Action",
     "ConcurrentRemoval",
+    "Deadline",
+    "DeadlineNear",
     "InvalidManifest",
     "Outcome",
     "PixelRenderer",
@@ -93,14 +103,21 @@ __all__ = [
 ]
 
 MANIFEST_CONTENT_TYPE = "application/json"
+SUPERSEDED_TAG = "imgcdn-superseded"
+"""The object tag the derivatives bucket's lifecycle rule expires (value `true`)."""
+SUPERSEDED_TAGS: Mapping[str, str] = MappingProxyType({SUPERSEDED_TAG: "true"})
 DEFAULT_MAX_HASH_BYTES = 1 << 30
 """1 GiB: an oversize original is still hashed (streamed) to name its failed manifest; beyond
 this it takes too long to be worth it in a Lambda and is only logged."""
 _VERSION_SEGMENT = re.compile(r"[0-9a-f]{16}")
 _HASH_CHUNK = 1 << 20
 _REMOVAL_ROUNDS = 3
+_PUT_ATTEMPTS = 3
 # Decoding the smallest derivative for the placeholder: formats in the order they decode fastest.
 _PLACEHOLDER_SOURCE_ORDER = (OutputFormat.JPEG, OutputFormat.WEBP, OutputFormat.PNG)
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 log = structlog.get_logger("imgcdn.precompute")
 _Log = Any  # structlog's bound loggers are typed Any
@@ -144,6 +161,19 @@ class Outcome:
 class ConcurrentRemoval(StorageFault):
     """Derivatives vanished while a version was being written: the original was removed
     concurrently. The version was rolled back; a retry sees the settled state."""
+
+
+class DeadlineNear(StorageFault):
+    """Too little of the invocation is left for another storage write to finish: stopped
+    before writing (nothing half-visible), so the message is reported failed and retried."""
+
+
+Deadline = Callable[[], None]
+"""Called before each write; raises `DeadlineNear` when the invocation is about to end."""
+
+
+def _no_deadline() -> None:
+    return None
 
 
 class InvalidManifest(ImgcoreError):
@@ -241,6 +271,9 @@ class _Job:
     source_version_id: str | None
     source_bytes: int
     log: _Log
+    deadline: Deadline = _no_deadline
+    replace_manifest: bool = False
+    """What is stored under the manifest key is not a valid manifest: overwrite it."""
 
     def outcome(self, action: Action, **fields: Any) -> Outcome:
         return Outcome(action, self.key, self.image, self.version, **fields)
@@ -396,12 +429,16 @@ class PrecomputeService:
         )
         return source, rendered, placeholder
 
-    def created(self, key: str, *, version_id: str | None = None) -> Outcome:
+    def created(
+        self, key: str, *, version_id: str | None = None, deadline: Deadline | None = None
+    ) -> Outcome:
         """Render and record the standard set of the original at `key` (see the module doc).
 
         Args:
             key: The original's key, decoded.
             version_id: The S3 version the event is about, when the bucket is versioned.
+            deadline: Called before each write; raises `DeadlineNear` to stop before a write
+                that could outlive the invocation.
 
         Returns:
             What was done.
@@ -422,7 +459,7 @@ class PrecomputeService:
             bound.info("original_gone", source_version_id=version_id)
             return Outcome(Action.GONE, key, image, reason="the original no longer exists")
         except InputTooLarge as exc:
-            return self._oversize(image, key, version_id, exc)
+            return self._oversize(image, key, version_id, exc, deadline or _no_deadline)
         version = content_version(data)
         source_version_id = info.version_id or version_id
         job = _Job(
@@ -432,19 +469,25 @@ class PrecomputeService:
             source_version_id,
             len(data),
             bound.bind(version=version, source_version_id=source_version_id),
+            deadline or _no_deadline,
         )
-        return self._existing(job) or self._render(job, data)
+        existing = self._existing(job)
+        return existing if isinstance(existing, Outcome) else self._render(existing, data)
 
-    def _existing(self, job: _Job) -> Outcome | None:
-        """An outcome when this version was already handled (its manifest exists), else None."""
+    def _existing(self, job: _Job) -> Outcome | _Job:
+        """An outcome when this version was already handled (its manifest exists), else the job
+        to do (told to overwrite what is stored under the manifest key when it is invalid)."""
         try:
             existing = self.manifest(job.image, job.version)
         except InvalidManifest as exc:
-            job.log.error("manifest_invalid", reason=str(exc))
-            return job.outcome(Action.SKIPPED, reason=str(exc))
+            # Skipping would block this version forever: nothing else ever rewrites it.
+            job.log.warning("manifest_invalid_rewriting", reason=str(exc))
+            return replace(job, replace_manifest=True)
         if existing is None:
-            return None
+            return job
         job.log.info("manifest_exists", status=existing.status)
+        if existing.status == "complete":
+            self._tag_superseded(job)  # a retry after tagging failed lands here
         return job.outcome(
             Action.SKIPPED,
             manifest=existing,
@@ -466,6 +509,7 @@ class PrecomputeService:
 
         image, version = job.image, job.version
         width, height = source.display_size
+        variants, written = self._store_derivatives(job, rendered)
         manifest = Manifest(
             tenant=image.tenant,
             image_id=image.image_id,
@@ -478,73 +522,121 @@ class PrecomputeService:
             source_format=source.format,
             source_width=width,
             source_height=height,
-            variants=tuple(
-                VariantRecord(
-                    key=DerivativeKey(image, version, r.params).key,
-                    variant=r.params.variant,
-                    fmt=r.params.fmt,
-                    width=r.width,
-                    height=r.height,
-                    bytes=len(r.data),
-                )
-                for r in rendered
-            ),
+            variants=variants,
             placeholder=placeholder,
             created_at=self._clock(),
         )
-        written = self._store_derivatives(image, manifest, rendered, job.log)
         body = manifest.to_json()
+        job.deadline()
         if not self.derivatives.put(
             image.manifest_key(version),
             body,
             content_type=MANIFEST_CONTENT_TYPE,
             cache_control=cache_control(image.content_class, self.policy),
-            if_absent=True,
+            if_absent=not job.replace_manifest,
         ):
-            job.log.info("manifest_race_lost")
-            return job.outcome(
-                Action.SKIPPED,
-                bytes_written=written,
-                render_ms=render_ms,
-                reason="another worker wrote this version's manifest first",
-            )
+            job.log.info("manifest_race_lost", bytes_written=written)
+            return self._lost_race(job, manifest, written, render_ms)
         written += len(body)
         if not self._still_wanted(image, manifest, job.log):
-            return job.outcome(Action.GONE, reason="the original was removed while rendering")
+            return job.outcome(
+                Action.GONE,
+                bytes_written=written,
+                render_ms=render_ms,
+                reason="the original was removed while rendering",
+            )
         job.log.info("manifest_written", status="complete", bytes_written=written)
+        self._tag_superseded(job)
         return job.outcome(
             Action.RENDERED, manifest=manifest, bytes_written=written, render_ms=render_ms
         )
 
-    def _store_derivatives(
-        self,
-        image: ImageRef,
-        manifest: Manifest,
-        rendered: Sequence[Rendered],
-        bound: _Log,
-    ) -> int:
-        headers = cache_control(image.content_class, self.policy)
+    def _lost_race(self, job: _Job, ours: Manifest, written: int, render_ms: float) -> Outcome:
+        """Another worker's manifest got there first. The derivatives this worker wrote may
+        still have landed after a removal of the original (which deletes derivatives first,
+        the manifest last), so the same rollback check runs on the manifest that won; when it
+        has vanished too, on ours, whose manifest key is then missing: rolled back, retried."""
+        try:
+            winner = self.manifest(job.image, job.version)
+        except InvalidManifest:
+            winner = None
+        if not self._still_wanted(job.image, winner or ours, job.log):
+            return job.outcome(
+                Action.GONE,
+                bytes_written=written,
+                render_ms=render_ms,
+                reason="the original was removed while rendering (after a lost race)",
+            )
+        if winner is not None and winner.status == "complete":
+            self._tag_superseded(job)
+        return job.outcome(
+            Action.SKIPPED,
+            manifest=winner,
+            bytes_written=written,
+            render_ms=render_ms,
+            reason="another worker wrote this version's manifest first",
+        )
 
-        def put(pair: tuple[VariantRecord, Rendered]) -> int:
-            record, result = pair
+    def _store_derivatives(
+        self, job: _Job, rendered: Sequence[Rendered]
+    ) -> tuple[tuple[VariantRecord, ...], int]:
+        """Write every derivative that is not there yet; its records and the bytes written.
+
+        A derivative already stored (a racing worker, an earlier attempt, the fallback) is kept,
+        never overwritten: a CDN may already hold its bytes, and the manifest must describe
+        what is stored, so its record takes the stored object's size.
+        """
+
+        image, version, bound = job.image, job.version, job.log
+
+        def put(result: Rendered) -> tuple[VariantRecord, int]:
+            job.deadline()
+            key = DerivativeKey(image, version, result.params).key
+            headers = derivative_headers(result.params.fmt, image.content_class, self.policy)
             started = time.perf_counter()
-            self.derivatives.put(
-                record.key, result.data, content_type=result.media_type, cache_control=headers
+            size, wrote = self._put_if_absent(key, result.data, headers)
+            record = VariantRecord(
+                key=key,
+                variant=result.params.variant,
+                fmt=result.params.fmt,
+                width=result.width,
+                height=result.height,
+                bytes=size,
             )
             bound.info(
                 "variant_stored",
                 variant=record.variant,
-                bytes=record.bytes,
+                bytes=size,
                 width=record.width,
                 height=record.height,
+                kept_existing=not wrote,
+                render_ms=round(result.ms, 1),
                 store_ms=_ms_since(started),
             )
-            return record.bytes
+            return record, len(result.data) if wrote else 0
 
-        pairs = list(zip(manifest.variants, rendered, strict=True))
         with ThreadPoolExecutor(max(1, self.upload_workers), "imgcdn-put") as pool:
             # Every put must finish before the manifest: map re-raises the first failure.
-            return sum(pool.map(_in_context(put), pairs))
+            stored = list(pool.map(_in_context(put), rendered))
+        return tuple(r for r, _ in stored), sum(n for _, n in stored)
+
+    def _put_if_absent(self, key: str, data: bytes, headers: Mapping[str, str]) -> tuple[int, bool]:
+        """Write `key` unless it exists; the stored object's size and whether this wrote it."""
+        for _ in range(_PUT_ATTEMPTS):
+            if self.derivatives.put(
+                key,
+                data,
+                content_type=headers["Content-Type"],
+                cache_control=headers["Cache-Control"],
+                if_absent=True,
+            ):
+                return len(data), True
+            existing = self.derivatives.head(key)
+            if existing is not None:
+                return existing.size, False
+            # Deleted between the refused put and the head: a removal is running; try again.
+        msg = f"{key} keeps vanishing while it is written (a concurrent removal); retry"
+        raise ConcurrentRemoval(msg)
 
     def _still_wanted(self, image: ImageRef, manifest: Manifest, bound: _Log) -> bool:
         """After the manifest: roll back if a concurrent removal touched this version."""
@@ -565,6 +657,40 @@ class PrecomputeService:
             bound.info("rolled_back", reason="original removed while rendering")
             return False
         return True
+
+    def _tag_superseded(self, job: _Job) -> None:
+        """Tag every object of the image's other versions `imgcdn-superseded=true`, for the
+        derivatives bucket's lifecycle rule to expire, when `job.version` is the original's
+        current version. A late or out-of-order event for an older version tags nothing: the
+        current object is read, not the event trusted (R18)."""
+        if not self._is_current(job):
+            job.log.info("superseded_not_tagged", reason="not the original's current version")
+            return
+        older = {v: keys for v, keys in self.stored_versions(job.image).items() if v != job.version}
+        keys = sorted(k for group in older.values() for k in group)
+        if not keys:
+            return
+
+        def tag(key: str) -> None:
+            self.derivatives.set_tags(key, SUPERSEDED_TAGS)
+
+        with ThreadPoolExecutor(max(1, self.upload_workers), "imgcdn-tag") as pool:
+            for _ in pool.map(tag, keys):  # re-raises the first failure: the event is retried
+                pass
+        job.log.info("superseded_tagged", versions=sorted(older), objects=len(keys))
+
+    def _is_current(self, job: _Job) -> bool:
+        """Whether the original's current object holds exactly `job.version`'s bytes."""
+        info = self.originals.head(job.key)
+        if info is None:
+            return False
+        if info.version_id is not None and info.version_id == job.source_version_id:
+            return True
+        if info.size != job.source_bytes:
+            return False
+        # Same size, no version id to compare (or an identical re-upload): compare the bytes.
+        current = self._current(job.key)
+        return current is not None and current.version == job.version
 
     def _record_failure(
         self, job: _Job, error: ImgcoreError, source: SourceInfo | None = None
@@ -587,12 +713,13 @@ class PrecomputeService:
             created_at=self._clock(),
         )
         body = manifest.to_json()
+        job.deadline()
         written = self.derivatives.put(
             image.manifest_key(version),
             body,
             content_type=MANIFEST_CONTENT_TYPE,
             cache_control=error_cache_control(error.http_status, self.policy),
-            if_absent=True,
+            if_absent=not job.replace_manifest,
         )
         job.log.warning(
             "original_failed", reason=str(error), error=type(error).__name__, recorded=written
@@ -608,7 +735,12 @@ class PrecomputeService:
         )
 
     def _oversize(
-        self, image: ImageRef, key: str, version_id: str | None, error: InputTooLarge
+        self,
+        image: ImageRef,
+        key: str,
+        version_id: str | None,
+        error: InputTooLarge,
+        deadline: Deadline,
     ) -> Outcome:
         try:
             version, info = self._hash_original(key, version_id)
@@ -627,8 +759,10 @@ class PrecomputeService:
             info.version_id or version_id,
             info.size,
             log.bind(key=key, tenant=image.tenant, version=version),
+            deadline,
         )
-        return self._existing(job) or self._record_failure(job, error)
+        existing = self._existing(job)
+        return existing if isinstance(existing, Outcome) else self._record_failure(existing, error)
 
     # --- removing ---------------------------------------------------------------------------
 
@@ -726,11 +860,11 @@ def _rejected(key: str, error: InvalidKey) -> Outcome:
     return Outcome(Action.REJECTED, key, reason=str(error))
 
 
-def _in_context(fn: Callable[[Any], int]) -> Callable[[Any], int]:
+def _in_context(fn: Callable[[_A], _R]) -> Callable[[_A], _R]:
     """Run `fn` in a pool thread with the caller's context (structlog's bound request id)."""
     context = contextvars.copy_context()
 
-    def run(arg: Any) -> int:
+    def run(arg: _A) -> _R:
         return context.copy().run(fn, arg)
 
     return run

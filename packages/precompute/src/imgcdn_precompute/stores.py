@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from imgcdn_precompute.s3 import S3Store
+from imgcdn_aws.s3 import S3Store
 from imgcore.errors import InputTooLarge
 from imgcore.storage import LocalStore, NotFound, ObjectInfo, ObjectStore, StoredObject
 
@@ -144,6 +144,17 @@ class FileTreeStore:
         """Refused: a folder of originals is read only."""
         msg = f"{self.root} is a read-only folder of originals"
         raise PermissionError(msg)
+
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Refused: a folder of originals is read only (and its files carry no tags)."""
+        msg = f"{self.root} is a read-only folder of originals; it cannot tag {key!r}"
+        raise PermissionError(msg)
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """A file has no tags: {} (see `ObjectStore`)."""
+        if self.head(key) is None:
+            raise NotFound(f"no object {key!r}")
+        return {}
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """The files under `prefix`, in key order (see `ObjectStore`)."""
