@@ -19,12 +19,12 @@ from PIL import Image
 from tests.conftest import FIXTURES
 from tests.edge.engines import NodeSession
 
+from imgcdn_aws.emf import Metrics
+from imgcdn_aws.s3 import S3Store
 from imgcdn_edge.config import FallbackSettings
 from imgcdn_edge.function import render_function
 from imgcdn_edge.handler import FallbackHandler, build_handler
 from imgcdn_edge.service import Transform
-from imgcdn_precompute.emf import Metrics
-from imgcdn_precompute.s3 import S3Store
 from imgcore import DEFAULT_POLICY, ImageRef, Policy, content_version
 from imgcore.manifest import Manifest
 

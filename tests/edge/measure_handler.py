@@ -29,9 +29,9 @@ import structlog
 from moto import mock_aws
 from tests.edge.conftest import LambdaContext, function_url_event
 
+from imgcdn_aws.emf import Metrics
+from imgcdn_aws.s3 import S3Store
 from imgcdn_edge.handler import FallbackHandler, build_handler
-from imgcdn_precompute.emf import Metrics
-from imgcdn_precompute.s3 import S3Store
 from imgcore import ImageRef, content_version, parse_derivative_uri
 from imgcore.pixels import transform
 from imgcore.storage import MemoryStore

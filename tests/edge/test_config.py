@@ -8,6 +8,7 @@ from imgcdn_edge.config import (
     DEFAULT_DEADLINE_MARGIN_MS,
     DEFAULT_MAX_RESPONSE_BYTES,
     LAMBDA_RESPONSE_LIMIT,
+    MIN_DEADLINE_MARGIN_MS,
     ConfigError,
     EdgeConfig,
     FallbackSettings,
@@ -36,12 +37,12 @@ def test_every_variable() -> None:
             "IMGCDN_S3_ENDPOINT": "http://127.0.0.1:5000/",
             "IMGCDN_POLICY": policy.to_json(),
             "IMGCDN_MAX_RESPONSE_BYTES": "1048576",
-            "IMGCDN_DEADLINE_MARGIN_MS": "0",
+            "IMGCDN_DEADLINE_MARGIN_MS": "2500",
         }
     )
     assert config.s3_endpoint == "http://127.0.0.1:5000"
     assert config.policy == policy
-    assert config.settings == FallbackSettings(max_response_bytes=1048576, deadline_margin_ms=0)
+    assert config.settings == FallbackSettings(max_response_bytes=1048576, deadline_margin_ms=2500)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +57,9 @@ def test_every_variable() -> None:
         ({"IMGCDN_MAX_RESPONSE_BYTES": "6MB"}, "IMGCDN_MAX_RESPONSE_BYTES"),
         ({"IMGCDN_MAX_RESPONSE_BYTES": "0"}, "IMGCDN_MAX_RESPONSE_BYTES"),
         ({"IMGCDN_DEADLINE_MARGIN_MS": "-1"}, "IMGCDN_DEADLINE_MARGIN_MS"),
+        # Less than one S3 call can stall: a call abandoned at the deadline would outlive it.
+        ({"IMGCDN_DEADLINE_MARGIN_MS": "0"}, "IMGCDN_DEADLINE_MARGIN_MS=.*1500-"),
+        ({"IMGCDN_DEADLINE_MARGIN_MS": "1499"}, "IMGCDN_DEADLINE_MARGIN_MS=.*1500-"),
         ({"IMGCDN_DEADLINE_MARGIN_MS": "\u0661\u0660"}, "IMGCDN_DEADLINE_MARGIN_MS"),
     ],
 )
@@ -69,3 +73,14 @@ def test_settings_are_checked_when_built_in_code() -> None:
         FallbackSettings(max_response_bytes=LAMBDA_RESPONSE_LIMIT + 1)
     with pytest.raises(ConfigError, match="deadline_margin_ms"):
         FallbackSettings(deadline_margin_ms=-5)
+
+
+def test_one_s3_call_of_the_fallback_fits_in_the_deadline_margin() -> None:
+    """The numbers behind MIN_DEADLINE_MARGIN_MS are the client's real botocore settings."""
+    from imgcdn_aws.s3 import INTERACTIVE_CALL_BUDGET_MS, s3_client
+
+    config = s3_client("http://127.0.0.1:9", interactive=True).meta.config
+    assert config.retries["total_max_attempts"] == 1
+    stall_ms = (config.connect_timeout + config.read_timeout) * 1000
+    assert stall_ms == INTERACTIVE_CALL_BUDGET_MS <= MIN_DEADLINE_MARGIN_MS
+    assert MIN_DEADLINE_MARGIN_MS <= DEFAULT_DEADLINE_MARGIN_MS

@@ -507,7 +507,49 @@ def test_the_metric_line_names_nothing_for_an_unparsable_uri(deployment: Deploym
     _get(deployment, "/not/a/derivative")
     [emf] = deployment.metric_lines()
     assert (emf["tenant"], emf["variant"], emf["status"]) == ("-", "-", 400)
-    assert json.loads(json.dumps(emf)) == emf
+    # Still a complete EMF document: CloudWatch drops a line whose directive is incomplete.
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "imgcdn"
+    assert directive["Dimensions"] == [["tenant", "variant"]]
+    assert [m["Name"] for m in directive["Metrics"]] == ["FallbackRenders", "FallbackErrors"]
+    assert (emf["FallbackRenders"], emf["FallbackErrors"]) == (0, 1)
+    assert isinstance(emf["_aws"]["Timestamp"], int)
+
+
+def test_a_real_json_log_line_is_written_with_the_key_bound(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imgcdn_aws.logs import configure_logging
+
+    version, _ = deployment.upload(ACME, jpeg(400, 300, RED))
+    configure_logging(json=True)  # as the Lambda does: JSON lines on the current stdout
+    try:
+        _get(deployment, _uri(ACME, version, "w320-q80.webp"), LambdaContext(request_id="r-1"))
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    [answered] = [line for line in lines if line.get("event") == "fallback_answered"]
+    assert answered["level"] == "info"
+    assert answered["request_id"] == "r-1"
+    assert answered["key"] == f"img/acme/red shoe.jpg/{version}/w320-q80.webp"
+    assert answered["status"] == 200
+    assert "timestamp" in answered
+    # Lines written during the render carry the key too, and it does not outlive the call.
+    again = _get(deployment, _uri(ACME, version, "w320-q80.webp"), LambdaContext(request_id="r-2"))
+    assert again["statusCode"] == 200
+    assert structlog.contextvars.get_contextvars() == {}
+
+
+def test_the_key_is_bound_for_every_line_of_the_invocation(deployment: Deployment) -> None:
+    version, _ = deployment.upload(ACME, jpeg(400, 300, RED))
+    uri = _uri(ACME, version, "w320-q80.webp")
+    _get(deployment, uri)
+    with structlog.testing.capture_logs([structlog.contextvars.merge_contextvars]) as logs:
+        _get(deployment, uri)  # already stored: the service logs `store_skipped` mid-render
+    key = f"img/acme/red shoe.jpg/{version}/w320-q80.webp"
+    assert [e["event"] for e in logs] == ["store_skipped", "fallback_answered"]
+    assert {e["key"] for e in logs} == {key}
+    assert structlog.contextvars.get_contextvars() == {}
 
 
 def test_an_old_version_is_served_even_when_the_current_one_is_too_large(

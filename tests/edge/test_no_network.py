@@ -11,17 +11,26 @@ from typing import Any
 import pytest
 from tests.edge.conftest import Deployment, LambdaContext, function_url_event, jpeg
 
+import imgcdn_aws
 import imgcdn_edge
 from imgcore import ImageRef
 
 PACKAGE = Path(imgcdn_edge.__file__).resolve().parent
-# The precompute modules the fallback runs (its S3 store, config, logs and metrics).
+ADAPTERS = Path(imgcdn_aws.__file__).resolve().parent
+# The imgcore modules the fallback runs: parse, decode/encode, read and write, manifests.
 BORROWED = (
-    "imgcdn_precompute.s3",
-    "imgcdn_precompute.config",
-    "imgcdn_precompute.emf",
-    "imgcdn_precompute.logs",
+    "imgcore.keys",
+    "imgcore.params",
+    "imgcore.percent",
+    "imgcore.pixels",
+    "imgcore.storage",
+    "imgcore.manifest",
+    "imgcore.responses",
+    "imgcore.policy",
+    "imgcore.errors",
 )
+# What only boto3 itself may bring in: its HTTP stack talks to S3 and nothing else (R15).
+CLIENTS = ("http.client", "urllib3", "requests", "httpx", "aiohttp")
 BANNED = (
     "socket", "ssl", "http", "urllib.request", "urllib3", "requests", "httpx", "aiohttp",
     "ftplib", "smtplib", "telnetlib", "xmlrpc", "asyncio", "websocket", "websockets", "pycurl",
@@ -36,7 +45,8 @@ def _modules() -> list[Path]:
         assert spec is not None
         assert spec.origin is not None
         borrowed.append(Path(spec.origin))
-    return sorted(PACKAGE.rglob("*.py")) + borrowed
+    # imgcdn_aws whole: the fallback runs its S3 store, config, logs and metrics.
+    return sorted(PACKAGE.rglob("*.py")) + sorted(ADAPTERS.rglob("*.py")) + borrowed
 
 
 def _imports(path: Path) -> set[str]:
@@ -72,7 +82,10 @@ def test_the_scan_sees_what_it_must() -> None:
     assert not _banned("urllib.parse")
     assert not _banned("httpx_like")
     paths = _modules()
-    assert {p.name for p in paths} >= {"handler.py", "service.py", "function.py", "s3.py"}
+    assert {p.name for p in paths} >= {
+        "handler.py", "service.py", "function.py", "s3.py", "emf.py", "logs.py", "config.py",
+        "pixels.py", "storage.py", "manifest.py", "keys.py", "params.py",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: p.name)
@@ -100,3 +113,49 @@ def test_a_render_opens_no_socket(deployment: Deployment, monkeypatch: pytest.Mo
     response = deployment.handler(event, LambdaContext())
     assert response["statusCode"] == 200
     assert attempts == []
+
+
+_FRESH_RENDER = """
+import io, json, sys
+from PIL import Image
+from imgcdn_edge.handler import build_handler
+from imgcore import ImageRef, content_version
+from imgcore.storage import MemoryStore
+
+out = io.BytesIO()
+Image.new("RGB", (400, 300), (200, 30, 30)).save(out, "JPEG")
+image = ImageRef("acme", "photo.jpg")
+originals, derivatives = MemoryStore(), MemoryStore()
+originals.put(image.source_key, out.getvalue())
+before = set(sys.modules)
+handler = build_handler(originals=originals, derivatives=derivatives)
+uri = image.public_path(content_version(out.getvalue())) + "/w320-q80.webp"
+event = {"rawPath": uri, "requestContext": {"http": {"method": "GET"}, "requestId": "r"}}
+response = handler(event)
+print(json.dumps({
+    "status": response["statusCode"],
+    "stored": [info.key for info in derivatives.list()],
+    "loaded": sorted(set(sys.modules) - before),
+    "all": sorted(sys.modules),
+}))
+"""
+
+
+def test_a_fresh_render_over_memory_stores_loads_no_http_client() -> None:
+    """Rendering through the fallback without S3 loads no HTTP client at all (nor boto3)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_RENDER], capture_output=True, text=True, check=True
+    )
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["status"] == 200
+    [stored] = result["stored"]
+    assert stored.startswith("img/acme/photo.jpg/")
+    assert stored.endswith("/w320-q80.webp")
+    assert "imgcore.pixels" in result["loaded"]  # it really rendered in this interpreter
+    loaded = result["all"]
+    assert [m for m in loaded if m.split(".")[0] in ("boto3", "botocore")] == []
+    assert [m for m in loaded if any(m == c or m.startswith(c + ".") for c in CLIENTS)] == []

@@ -7,7 +7,7 @@
 | `IMGCDN_S3_ENDPOINT` | no | an S3-compatible endpoint URL (moto, MinIO); AWS itself when unset |
 | `IMGCDN_POLICY` | no | the policy as JSON (`imgcdn policy`); imgcore's default when unset |
 | `IMGCDN_MAX_RESPONSE_BYTES` | no | largest base64 body answered directly (default 6,029,312) |
-| `IMGCDN_DEADLINE_MARGIN_MS` | no | ms kept back from the Lambda timeout to answer 503 (1500) |
+| `IMGCDN_DEADLINE_MARGIN_MS` | no | ms kept back from the timeout to answer 503 (1500; >= 1500) |
 
 The bucket, endpoint and policy variables mean exactly what they mean to the precompute worker
 (the same parsers). A bad value fails at start with a message that names the variable.
@@ -19,13 +19,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from imgcdn_precompute.config import ConfigError, Settings
+from imgcdn_aws.config import ConfigError, Settings
 from imgcore import DEFAULT_POLICY, Policy
 
 __all__ = [
     "DEFAULT_DEADLINE_MARGIN_MS",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "LAMBDA_RESPONSE_LIMIT",
+    "MIN_DEADLINE_MARGIN_MS",
     "ConfigError",
     "EdgeConfig",
     "FallbackSettings",
@@ -45,6 +46,11 @@ DEFAULT_MAX_RESPONSE_BYTES = LAMBDA_RESPONSE_LIMIT - 256 * 1024
 headers around it. Anything larger is stored and answered with a redirect (R12)."""
 DEFAULT_DEADLINE_MARGIN_MS = 1500
 """Kept back from the remaining invocation time: enough to store nothing and answer 503."""
+MIN_DEADLINE_MARGIN_MS = 1500
+"""The least margin over S3: one S3 call of the fallback's client stalls at most 1,500 ms
+(`imgcdn_aws.s3.INTERACTIVE_CALL_BUDGET_MS`: 0.5 s connect + 1.0 s read, no retry), so a call
+still running at the deadline ends before the invocation does and never spills into the next
+invocation of a warm environment. The fallback answers at the deadline either way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ class EdgeConfig:
                 raise ConfigError(msg)
             return int(raw)
 
-        # The variables both Lambdas share are read by one parser (precompute's).
+        # The variables both Lambdas share are read by one parser (imgcdn_aws.config).
         common = Settings.from_env(env)
         return cls(
             originals_bucket=common.originals_bucket,
@@ -113,7 +119,7 @@ class EdgeConfig:
                     MAX_RESPONSE_BYTES, DEFAULT_MAX_RESPONSE_BYTES, 1, LAMBDA_RESPONSE_LIMIT
                 ),
                 deadline_margin_ms=integer(
-                    DEADLINE_MARGIN_MS, DEFAULT_DEADLINE_MARGIN_MS, 0, 600_000
+                    DEADLINE_MARGIN_MS, DEFAULT_DEADLINE_MARGIN_MS, MIN_DEADLINE_MARGIN_MS, 600_000
                 ),
             ),
         )

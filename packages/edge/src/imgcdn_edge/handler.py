@@ -22,10 +22,10 @@ from typing import Any
 
 import structlog
 
+from imgcdn_aws.emf import Metrics, Unit
+from imgcdn_aws.logs import configure_logging
 from imgcdn_edge.config import EdgeConfig, FallbackSettings
 from imgcdn_edge.service import Answer, Deadline, FallbackService, Transform, body_for_lambda
-from imgcdn_precompute.emf import Metrics, Unit
-from imgcdn_precompute.logs import configure_logging
 from imgcore import DEFAULT_POLICY, Policy
 from imgcore.storage import ObjectStore
 
@@ -186,13 +186,18 @@ def build_handler(
 @functools.cache
 def default_handler() -> FallbackHandler:
     """The process-wide handler over S3, configured from the environment on first use."""
-    from imgcdn_precompute.s3 import S3Store  # noqa: PLC0415 - boto3 loads only where S3 is used
+    from imgcdn_aws.s3 import S3Store  # noqa: PLC0415 - boto3 loads only where S3 is used
 
     config = EdgeConfig.from_env()
     configure_logging(json=True)
     return build_handler(
-        originals=S3Store(config.originals_bucket, endpoint_url=config.s3_endpoint),
-        derivatives=S3Store(config.derivatives_bucket, endpoint_url=config.s3_endpoint),
+        # Interactive clients: their calls fit in the deadline margin (imgcdn_edge.config).
+        originals=S3Store(
+            config.originals_bucket, endpoint_url=config.s3_endpoint, interactive=True
+        ),
+        derivatives=S3Store(
+            config.derivatives_bucket, endpoint_url=config.s3_endpoint, interactive=True
+        ),
         policy=config.policy,
         settings=config.settings,
     )

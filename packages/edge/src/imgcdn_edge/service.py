@@ -12,7 +12,9 @@ For one rewritten URI `/{class}/{tenant}/{id}/{version}/{variant}` it:
 3. reads the original with the policy's size bound and checks its content version (R7); an
    older version is read only by the S3 version id its manifest recorded, and only if those
    bytes hash to the requested version, else 404: never another version's bytes;
-4. transforms it in a worker thread, abandoned with a 503 when the deadline passes;
+4. transforms it in a worker thread, abandoned with a 503 when the deadline passes (the read
+   of step 3 and the write of step 5 are bounded by the same deadline: no stage starts after
+   it, and none is waited for past it);
 5. stores the derivative with exactly the `Content-Type` and `Cache-Control` it answers with
    (R11), then answers 200; an output whose base64 form is over the response cap is stored
    first and answered with a `private, no-store` redirect to its canonical public URL (R12).
@@ -21,6 +23,7 @@ For one rewritten URI `/{class}/{tenant}/{id}/{version}/{variant}` it:
 from __future__ import annotations
 
 import base64
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,7 +47,7 @@ from imgcore import (
     parse_derivative_uri,
 )
 from imgcore.manifest import Manifest
-from imgcore.responses import REDIRECT_CACHE_CONTROL, cache_control, error_cache_control
+from imgcore.responses import REDIRECT_CACHE_CONTROL, derivative_headers, error_cache_control
 from imgcore.storage import NotFound, ObjectStore, StorageFault
 
 if TYPE_CHECKING:
@@ -136,19 +139,22 @@ def _one_line(text: str) -> str:
     return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 3] + "..."
 
 
-def _run_until(deadline: Deadline | None, work: Callable[[], _T]) -> _T:
-    """Run `work` in a worker thread; raise DeadlineExceeded if it is not done in time.
+def _run_until(deadline: Deadline | None, what: str, work: Callable[[], _T]) -> _T:
+    """Run `work` (described by `what`) in a worker thread; DeadlineExceeded if not done in time.
 
     An abandoned worker cannot be killed: it finishes in the background (libvips releases the
-    GIL) and its result is dropped. Lambda freezes it with the environment after the answer.
+    GIL; an S3 call ends within its client's timeouts, which fit in the deadline margin) and
+    its result is dropped. Lambda freezes it with the environment after the answer.
     """
     if deadline is None:
         return work()
     remaining = deadline.remaining()
     if remaining <= 0:
-        msg = "the invocation's deadline passed before the transform could start"
+        msg = f"the invocation's deadline passed before {what} could start"
         raise DeadlineExceeded(msg)
     outcome: dict[str, Any] = {}
+    # The worker logs with the invocation's bound request id and key.
+    context = contextvars.copy_context()
 
     def run() -> None:
         try:
@@ -156,11 +162,11 @@ def _run_until(deadline: Deadline | None, work: Callable[[], _T]) -> _T:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as is
             outcome["error"] = exc
 
-    worker = threading.Thread(target=run, name="imgcdn-transform", daemon=True)
+    worker = threading.Thread(target=context.run, args=(run,), name="imgcdn-bounded", daemon=True)
     worker.start()
     worker.join(remaining)
     if worker.is_alive():
-        msg = f"the transform did not finish within {remaining * 1000:.0f} ms"
+        msg = f"{what} did not finish within {remaining * 1000:.0f} ms"
         raise DeadlineExceeded(msg)
     if "error" in outcome:
         raise outcome["error"]
@@ -236,10 +242,17 @@ class FallbackService:
         Returns:
             The answer; errors are answers too (R13), never exceptions.
         """
+        # Every line logged while answering names the key once it is known; the binding ends
+        # with the call, so it never leaks into the next request of a warm Lambda.
+        with structlog.contextvars.bound_contextvars(key=None):
+            return self._answer(uri, deadline, head=head)
+
+    def _answer(self, uri: str, deadline: Deadline | None, *, head: bool) -> Answer:
         stages = _Stages(self._clock)
         derivative: DerivativeKey | None = None
         try:
-            derivative = parse_derivative_uri(uri, self.policy)
+            derivative = self._parse(uri)
+            structlog.contextvars.bind_contextvars(key=derivative.key)  # scoped by `render`
             answer = self._render(derivative, stages, deadline)
         except VersionNotFound as exc:
             log.info("version_not_found", reason=str(exc))
@@ -281,25 +294,53 @@ class FallbackService:
 
     # -- steps ----------------------------------------------------------------------------------
 
+    def _parse(self, uri: str) -> DerivativeKey:
+        """The derivative `uri` names, if `uri` is exactly the canonical rewritten URI.
+
+        Decoding alone would accept spellings the viewer-request Function never produces
+        (`%72ed` for `red`, a raw space, lower-case hex): each would be a second origin URI for
+        one S3 key, rendered and stored under the canonical key while CloudFront caches the
+        variant spelling apart, so they are refused rather than normalised.
+
+        Raises:
+            InvalidRequest: The URI does not parse, or is not in its canonical encoding.
+        """
+        parsed = parse_derivative_uri(uri, self.policy)
+        if parsed.uri != uri:
+            msg = (
+                f"path {uri!r} is not the canonical rewritten URI of this derivative; allowed: "
+                f"the path must be the canonical rewritten URI {parsed.uri!r} (each segment "
+                "percent-encoded once: unreserved characters literal, everything else as "
+                "upper-case %XX of its UTF-8 bytes)"
+            )
+            raise InvalidRequest(msg)
+        return parsed
+
     def _render(
         self, derivative: DerivativeKey, stages: _Stages, deadline: Deadline | None
     ) -> Answer:
-        if deadline is not None and deadline.remaining() <= 0:
-            msg = "the invocation's deadline passed before the original was read"
-            raise DeadlineExceeded(msg)
         with stages.stage("fetch"):
-            data = self._read_original(derivative)
+            data = _run_until(
+                deadline, "reading the original", lambda: self._read_original(derivative)
+            )
         with stages.stage("transform"):
             rendered = _run_until(
-                deadline, lambda: self._transform(data, derivative.params, self.policy)
+                deadline,
+                "the transform",
+                lambda: self._transform(data, derivative.params, self.policy),
             )
-        headers = {
-            "Content-Type": rendered.media_type,
-            "Cache-Control": cache_control(derivative.image.content_class, self.policy),
-        }
+        headers = dict(
+            derivative_headers(rendered.params.fmt, derivative.image.content_class, self.policy)
+        )
         oversize = base64_size(len(rendered.data)) > self.settings.max_response_bytes
         with stages.stage("store"):
-            stored = self._store(derivative, rendered.data, headers, required=oversize)
+            # Not stored is fine (the next miss renders again); answering after Lambda's
+            # timeout is not, so storing is bounded by the deadline like every other stage.
+            stored = _run_until(
+                deadline,
+                "storing the derivative",
+                lambda: self._store(derivative, rendered.data, headers, required=oversize),
+            )
         if oversize:
             return self._redirect(derivative, len(rendered.data), stored)
         return Answer(200, headers, rendered.data, stored=stored, output_bytes=len(rendered.data))
@@ -372,7 +413,7 @@ class FallbackService:
         otherwise the image is still answered and the next miss renders it again.
         """
         try:
-            self.derivatives.put(
+            written = self.derivatives.put(
                 derivative.key,
                 data,
                 content_type=headers["Content-Type"],
@@ -384,7 +425,10 @@ class FallbackService:
                 raise
             log.warning("store_failed", key=derivative.key)
             return False
-        return True
+        if not written:
+            # Already there (precompute or a concurrent miss): the S3 primary serves it anyway.
+            log.info("store_skipped", key=derivative.key, reason="already stored")
+        return written
 
     def _redirect(self, derivative: DerivativeKey, size: int, stored: bool) -> Answer:
         # The canonical public URL of the same derivative: the Function rewrites it to the same
