@@ -1,7 +1,8 @@
 """Infra test set-up: one synth per session of two configurations, reused by every test.
 
 `default` is exactly what packages/infra/cdk.json deploys; `full` turns every optional feature
-on (per-tenant signed URLs, WAF in its us-east-1 stack, a custom domain, reserved concurrency).
+on (per-tenant signed URLs, WAF in its us-east-1 stack, a custom domain, reserved concurrency
+shared by the queue and the backfill) and runs on x86_64, the architecture cdk.json does not.
 The assets come from `packages/infra/scripts/build-assets.sh`, which the test command runs first.
 """
 
@@ -84,6 +85,7 @@ def full_context() -> dict[str, Any]:
                 {"name": "initech"},
             ],
             "cors_origins": ["https://acme.example", "https://www.acme.example"],
+            "architecture": "x86_64",
             "precompute": {
                 "reserved_concurrency": 20,
                 "batch_size": 5,
@@ -93,8 +95,9 @@ def full_context() -> dict[str, Any]:
             "fallback": {"reserved_concurrency": 50, "timeout_seconds": 60},
             "waf": {"enabled": True, "rate_limit": 5000},
             "domain": {"names": ["img.acme.example"], "certificate_arn": CERTIFICATE},
-            "alarms": {"email": "ops@acme.example"},
-            "retention": {"originals_noncurrent_days": 30},
+            "alarms": {"email": "ops@acme.example", "precompute_render_failures": 3},
+            "backfill": {"max_concurrency": 6},
+            "retention": {"originals_noncurrent_days": 30, "superseded_derivatives_days": 45},
         }
     }
 

@@ -152,3 +152,120 @@ def test_origin_shield_follows_aws_recommendation_unless_set() -> None:
     assert pinned.resolved_origin_shield_region("us-east-1") == "eu-central-1"
     with pytest.raises(ConfigError, match="origin_shield_region"):
         InfraConfig.model_validate(TENANTS).resolved_origin_shield_region(None)
+
+
+def test_origin_shield_error_says_which_variable_to_set() -> None:
+    """`imgcdn synth` with cdk.json alone has no Region: the message must say how to give one."""
+    with pytest.raises(ConfigError) as caught:
+        InfraConfig.model_validate(TENANTS).resolved_origin_shield_region(None)
+    for hint in ("AWS_REGION", "-c imgcdn:region=", "origin_shield_region"):
+        assert hint in str(caught.value)
+
+
+# --- Concurrency shared by the upload queue and the backfill ---------------------------------
+
+
+def _concurrency(**precompute: Any) -> dict[str, Any]:
+    backfill = precompute.pop("backfill", None)
+    config = {**TENANTS, "precompute": precompute}
+    if backfill is not None:
+        config["backfill"] = {"max_concurrency": backfill}
+    return {"imgcdn": config}
+
+
+@pytest.mark.parametrize(
+    ("settings", "queue", "backfill"),
+    [
+        ({}, None, 20),
+        ({"reserved_concurrency": 30}, 10, 20),
+        ({"reserved_concurrency": 20, "backfill": 5}, 15, 5),
+        ({"reserved_concurrency": 20, "event_source_max_concurrency": 16}, 16, 4),
+        ({"reserved_concurrency": 40, "event_source_max_concurrency": 30, "backfill": 3}, 30, 3),
+        ({"event_source_max_concurrency": 8}, 8, 20),
+    ],
+)
+def test_the_reservation_is_split_between_queue_and_backfill(
+    settings: dict[str, Any], queue: int | None, backfill: int
+) -> None:
+    config = load_config(_concurrency(**settings))
+    assert config.queue_concurrency == queue
+    assert config.backfill_concurrency == backfill
+    reserved = config.precompute.reserved_concurrency
+    if reserved is not None:
+        assert queue is not None
+        assert queue + backfill <= reserved
+
+
+@pytest.mark.parametrize(
+    ("settings", "needles"),
+    [
+        (
+            {"reserved_concurrency": 20},
+            ["precompute.reserved_concurrency", "backfill.max_concurrency (20)", "at least 22"],
+        ),
+        (
+            {"reserved_concurrency": 10, "event_source_max_concurrency": 10},
+            ["precompute.event_source_max_concurrency", "precompute.reserved_concurrency (10)"],
+        ),
+        ({"reserved_concurrency": 2}, ["imgcdn.precompute.reserved_concurrency"]),
+        ({"event_source_max_concurrency": 1}, ["imgcdn.precompute.event_source_max_concurrency"]),
+    ],
+)
+def test_a_reservation_without_room_for_both_names_the_keys(
+    settings: dict[str, Any], needles: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_concurrency(**settings))
+    for needle in needles:
+        assert needle in str(caught.value)
+
+
+# --- Quotas the tenant list must fit -------------------------------------------------------
+
+PEM = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A\n-----END PUBLIC KEY-----\n"
+
+
+def _tenants(count: int, *, signed: bool = False, width: int = 6) -> dict[str, Any]:
+    keys = [{"id": "k1", "pem": PEM}] if signed else []
+    return {"tenants": [{"name": f"t{i:0{width - 1}d}", "signed_urls": keys} for i in range(count)]}
+
+
+def test_signed_tenants_must_fit_cloudfronts_cache_behaviour_quota() -> None:
+    # With the default quota (75) IAM's limit binds first; an account at 25 reaches this one.
+    quota = {"quotas": {"cache_behaviors_per_distribution": 25}}
+    load_config({"imgcdn": {**_tenants(11, signed=True), **quota}})  # 2 x 11 + 2 = 24 <= 25
+    with pytest.raises(ConfigError) as caught:
+        load_config({"imgcdn": {**_tenants(12, signed=True), **quota}})
+    message = str(caught.value)
+    for needle in (
+        "tenants:",
+        "12 tenants with signed_urls",
+        "26 cache behaviours",
+        "quota of 25",
+        "at most 11",
+        "quotas.cache_behaviors_per_distribution",
+    ):
+        assert needle in message
+    load_config({"imgcdn": _tenants(12, signed=True)})  # the default quota, 75
+
+
+def test_unsigned_tenants_add_no_cache_behaviours() -> None:
+    load_config({"imgcdn": _tenants(12)})
+
+
+def test_tenants_must_fit_iams_inline_policy_limit() -> None:
+    load_config({"imgcdn": _tenants(12)})
+    with pytest.raises(ConfigError) as caught:
+        load_config({"imgcdn": _tenants(14)})
+    message = str(caught.value)
+    for needle in ("tenants", "14 tenants", "10240", "not adjustable"):
+        assert needle in message
+    # Long names cost characters in every ARN: fewer of them fit.
+    with pytest.raises(ConfigError, match="tenants"):
+        load_config({"imgcdn": _tenants(10, width=32)})
+
+
+def test_superseded_derivatives_days_is_validated() -> None:
+    assert load_config({"imgcdn": TENANTS}).retention.superseded_derivatives_days == 30
+    with pytest.raises(ConfigError, match=r"imgcdn\.retention\.superseded_derivatives_days"):
+        load_config({"imgcdn": TENANTS, "imgcdn:retention.superseded_derivatives_days": "0"})

@@ -405,6 +405,17 @@ def test_signed_urls_use_each_tenants_own_key_group(synths: Any, full: Template)
         assert "TrustedKeyGroups" not in behavior, pattern
 
 
+def _byte_matches(statement: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(statement, dict):
+        if "ByteMatchStatement" in statement:
+            yield statement["ByteMatchStatement"]
+        for value in statement.values():
+            yield from _byte_matches(value)
+    elif isinstance(statement, list):
+        for value in statement:
+            yield from _byte_matches(value)
+
+
 def test_waf_lives_in_us_east_1_and_the_distribution_uses_it(synths: Any) -> None:
     waf_stack = synths.full.templates["ImgcdnFull-Waf"]
     waf = Template.from_json(waf_stack)
@@ -443,6 +454,17 @@ def test_waf_lives_in_us_east_1_and_the_distribution_uses_it(synths: Any) -> Non
     assert "SizeConstraintStatement" in json.dumps(
         next(r for r in rules if r["Name"] == "hotlink-acme")
     )
+    # The viewer Function decodes the path: so must WAF, or `/img/%61cme/` skips `/img/acme/`.
+    path_matches = [
+        statement
+        for rule in rules
+        if rule["Name"].startswith("hotlink-")
+        for statement in _byte_matches(rule["Statement"])
+        if "UriPath" in statement["FieldToMatch"]
+    ]
+    assert len(path_matches) == 4  # two tenants x two classes
+    for statement in path_matches:
+        assert statement["TextTransformations"] == [{"Priority": 0, "Type": "URL_DECODE"}]
     manifest = json.loads((synths.full.outdir / "manifest.json").read_text())
     assert manifest["artifacts"]["ImgcdnFull-Waf"]["environment"].endswith("/us-east-1")
     acl = _distribution(synths.full.main())["WebACLId"]
@@ -471,6 +493,7 @@ def test_upload_queue_has_a_dlq_and_a_visibility_timeout_of_six_lambda_timeouts(
                 },
             },
         )
+        # The DLQ keeps messages longer than the source (a message's age moves with it).
         template.has_resource_properties(
             "AWS::SQS::Queue",
             {
@@ -478,6 +501,10 @@ def test_upload_queue_has_a_dlq_and_a_visibility_timeout_of_six_lambda_timeouts(
                 "SqsManagedSseEnabled": True,
                 "RedrivePolicy": Match.absent(),
             },
+        )
+        template.has_resource_properties(
+            "AWS::SQS::Queue",
+            {"MessageRetentionPeriod": 4 * 86400, "RedrivePolicy": Match.any_value()},
         )
 
 
@@ -519,12 +546,30 @@ def test_event_source_reports_partial_batch_failures(default: Template, full: Te
             **shape,
             "BatchSize": 5,
             "MaximumBatchingWindowInSeconds": 10,
-            "ScalingConfig": {"MaximumConcurrency": 20},
+            # reserved_concurrency 20 - backfill.max_concurrency 6
+            "ScalingConfig": {"MaximumConcurrency": 14},
         },
     )
 
 
-def test_s3_created_and_removed_events_of_both_classes_reach_the_queue(template: Template) -> None:
+def test_backfill_and_uploads_never_compete_for_the_reservation(synths: Any) -> None:
+    """With reserved concurrency, queue share + backfill share <= the reservation."""
+    for synth, queue, backfill in ((synths.default, None, 20), (synths.full, 14, 6)):
+        raw = synth.main()
+        _, mapping = _one(raw, "AWS::Lambda::EventSourceMapping")
+        scaling = mapping["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency")
+        assert scaling == queue, synth.name
+        definition = _definition(raw)
+        assert definition["States"][definition["StartAt"]]["MaxConcurrency"] == backfill
+        _, worker = _one(raw, "AWS::Lambda::Function", "PipelineWorker")
+        reserved = worker["Properties"].get("ReservedConcurrentExecutions")
+        if reserved is not None:
+            assert scaling + backfill == reserved
+
+
+def test_s3_created_removed_and_expired_events_of_both_classes_reach_the_queue(
+    template: Template,
+) -> None:
     queue = {"Fn::GetAtt": [Match.string_like_regexp("^PipelineUploads"), "Arn"]}
     configurations = [
         {
@@ -533,7 +578,7 @@ def test_s3_created_and_removed_events_of_both_classes_reach_the_queue(template:
             "QueueArn": queue,
         }
         for prefix in ("img/", "ugc/")
-        for event in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+        for event in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*")
     ]
     template.has_resource_properties(
         "Custom::S3BucketNotifications",
@@ -577,14 +622,14 @@ def test_lambdas_run_python_3_12_on_the_configured_architecture(
     default: Template, full: Template, assets_dir: Path
 ) -> None:
     policy = json.loads((assets_dir / "edge-function" / "policy.json").read_text("utf-8"))
-    for template in (default, full):
+    for template, architecture in ((default, "arm64"), (full, "x86_64")):
         for handler in ("imgcdn_precompute.handler.handler", "imgcdn_edge.handler.handler"):
             template.has_resource_properties(
                 "AWS::Lambda::Function",
                 {
                     "Handler": handler,
                     "Runtime": "python3.12",
-                    "Architectures": ["arm64"],
+                    "Architectures": [architecture],
                     "LoggingConfig": Match.object_like({"LogFormat": "JSON"}),
                     "Environment": {
                         "Variables": {
@@ -630,8 +675,13 @@ def test_lambdas_run_python_3_12_on_the_configured_architecture(
 
 
 @pytest.mark.parametrize("name", ["Originals", "Derivatives", "LogBucket"])
-def test_buckets_are_private_encrypted_tls_only_and_retained(template: Template, name: str) -> None:
-    template.has_resource(
+def test_buckets_are_private_encrypted_tls_only_and_retained(
+    template: Template, synth: Any, name: str
+) -> None:
+    # Each bucket by its own logical id: one guarded bucket must not vouch for the others.
+    logical, _ = _one(synth.main(), "AWS::S3::Bucket", f"Storage{name}")
+    guarded = Template.from_json({"Resources": {logical: synth.main()["Resources"][logical]}})
+    guarded.has_resource(
         "AWS::S3::Bucket",
         {
             "DeletionPolicy": "Retain",
@@ -696,25 +746,36 @@ def test_data_buckets_are_versioned_and_log_access(template: Template, name: str
     )
 
 
-def test_superseded_derivatives_expire(template: Template) -> None:
-    template.has_resource_properties(
-        "AWS::S3::Bucket",
-        {
-            "LoggingConfiguration": Match.object_like({"LogFilePrefix": "s3/derivatives/"}),
-            "LifecycleConfiguration": {
-                "Rules": [
-                    Match.object_like(
-                        {
-                            "Id": "expire-superseded-derivatives",
-                            "Status": "Enabled",
-                            "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
-                            "ExpiredObjectDeleteMarker": True,
-                        }
+def test_superseded_derivatives_expire(default: Template, full: Template) -> None:
+    """Old versions' derivatives stay current objects: the tag precompute sets expires them."""
+    for template, days in ((default, 30), (full, 45)):
+        template.has_resource_properties(
+            "AWS::S3::Bucket",
+            {
+                "LoggingConfiguration": Match.object_like({"LogFilePrefix": "s3/derivatives/"}),
+                "LifecycleConfiguration": {
+                    "Rules": Match.array_equals(
+                        [
+                            {
+                                "Id": "expire-superseded-version-derivatives",
+                                "Status": "Enabled",
+                                "TagFilters": [{"Key": "imgcdn-superseded", "Value": "true"}],
+                                "ExpirationInDays": days,
+                            },
+                            Match.object_like(
+                                {
+                                    "Id": "expire-noncurrent-derivatives",
+                                    "Status": "Enabled",
+                                    "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
+                                    "ExpiredObjectDeleteMarker": True,
+                                    "TagFilters": Match.absent(),
+                                }
+                            ),
+                        ]
                     )
-                ]
+                },
             },
-        },
-    )
+        )
 
 
 # --- Least privilege (R17) -----------------------------------------------------------------
@@ -757,6 +818,8 @@ def test_precompute_reads_originals_and_owns_derivatives_under_tenant_prefixes(s
         "ListOriginals",
         "ReadWriteDeleteDerivatives",
         "ListDerivatives",
+        "TagSupersededDerivatives",
+        "ConsumeUploads",
     }
     assert statements["ReadOriginals"]["actions"] == ["s3:GetObject", "s3:GetObjectVersion"]
     assert statements["ReadOriginals"]["resources"] == sorted(f"{originals}/{p}*" for p in prefixes)
@@ -768,6 +831,22 @@ def test_precompute_reads_originals_and_owns_derivatives_under_tenant_prefixes(s
     assert statements["ReadWriteDeleteDerivatives"]["resources"] == sorted(
         f"{derivatives}/{p}*" for p in prefixes
     )
+    assert statements["TagSupersededDerivatives"] == {
+        "actions": ["s3:GetObjectTagging", "s3:PutObjectTagging"],
+        "resources": sorted(f"{derivatives}/{p}*" for p in prefixes),
+        "condition": None,
+    }
+    assert statements["ConsumeUploads"] == {
+        "actions": [
+            "sqs:ChangeMessageVisibility",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:GetQueueUrl",
+            "sqs:ReceiveMessage",
+        ],
+        "resources": [f"<{_one(raw, 'AWS::SQS::Queue', 'PipelineUploads')[0]}.Arn>"],
+        "condition": None,
+    }
     for sid, bucket in (("ListOriginals", originals), ("ListDerivatives", derivatives)):
         assert statements[sid]["actions"] == ["s3:ListBucket"]
         assert statements[sid]["resources"] == [bucket]
@@ -806,16 +885,55 @@ def test_no_lambda_role_gets_a_bucket_wide_or_service_wide_grant(synth: Any) -> 
             for resource in statement["resources"]:
                 assert resource != "*", sid
                 assert resource not in {f"{b}/*" for b in buckets}, sid
-    # The only policy CDK adds to a Lambda role: consuming the upload queue.
+    # Every grant is in the roles' inline policies (permissions.py): CDK attaches none.
     for policy in _resources(raw, "AWS::IAM::Policy").values():
         roles = json.dumps(policy["Properties"].get("Roles", []))
         assert "DeliveryFallbackRole" not in roles
-        if "PipelineRole" in roles:
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-                assert all(a.startswith("sqs:") for a in _flat(statement["Action"]))
-                assert _flat(statement["Resource"]) == [
-                    f"<{_one(raw, 'AWS::SQS::Queue', 'PipelineUploads')[0]}.Arn>"
-                ]
+        assert "PipelineRole" not in roles
+
+
+def _resolved_worst_case(raw: dict[str, Any], value: Any) -> Any:
+    """`value` with every reference replaced by the longest text it can resolve to."""
+    if isinstance(value, list):
+        return [_resolved_worst_case(raw, v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Fn::Join" in value:
+        delimiter, parts = value["Fn::Join"]
+        return delimiter.join(_resolved_worst_case(raw, p) for p in parts)
+    if "Ref" in value:
+        names = {"AWS::Partition": "aws-us-gov", "AWS::Region": "ap-southeast-2"}
+        return names.get(value["Ref"], "n" * 63)
+    if "Fn::GetAtt" in value:
+        kind = raw["Resources"][value["Fn::GetAtt"][0]]["Type"]
+        account = "ap-southeast-2:123456789012"
+        # Names CloudFormation generates: stack name (at most 101 here) + logical id + suffix.
+        return {
+            "AWS::S3::Bucket": "arn:aws-us-gov:s3:::" + "b" * 63,
+            "AWS::Logs::LogGroup": f"arn:aws-us-gov:logs:{account}:log-group:{'l' * 160}:*",
+            "AWS::SQS::Queue": f"arn:aws-us-gov:sqs:{account}:{'q' * 80}",
+        }[kind]
+    return {k: _resolved_worst_case(raw, v) for k, v in value.items()}
+
+
+def test_the_tenant_quota_check_bounds_the_real_role_policies(synth: Any) -> None:
+    """The config refuses tenant lists whose policies would pass IAM's 10,240 characters."""
+    from imgcdn_infra.config import IAM_INLINE_POLICY_CHARS, _iam_policy_chars
+
+    raw = synth.main()
+    bound = _iam_policy_chars(synth.tenants, ("img", "ugc"))
+    for description in ("imgcdn precompute", "imgcdn fallback"):
+        (role,) = [
+            r
+            for r in _resources(raw, "AWS::IAM::Role").values()
+            if r["Properties"].get("Description", "").startswith(description)
+        ]
+        policies = _resolved_worst_case(raw, role["Properties"]["Policies"])
+        size = len(json.dumps(policies, separators=(",", ":")))
+        assert size <= bound, description
+        if description == "imgcdn precompute":
+            # The larger role, so the bound is sized for it: tight enough to be useful.
+            assert bound - size <= IAM_INLINE_POLICY_CHARS // 20
 
 
 # --- Operations ----------------------------------------------------------------------------
@@ -910,6 +1028,39 @@ def test_alarms(default: Template, full: Template) -> None:
     )
 
 
+def test_alarms_on_precompute_item_failures_sum_every_emf_dimension_set(
+    default: Template, full: Template
+) -> None:
+    """Partial batch responses hide item faults from Lambda's Errors: alarm on the EMF counters.
+
+    RenderFailures is emitted per tenant (or with no dimension): a plain metric would match only
+    one dimension set, so each alarm is a Metrics Insights query over the whole namespace.
+    """
+    for template, render_failures in ((default, 10), (full, 3)):
+        for metric, threshold in (
+            ("TransientErrors", 5),
+            ("RenderFailures", render_failures),
+            ("PoisonedMessages", 0),
+        ):
+            _alarm(
+                template,
+                {
+                    "Metrics": [
+                        Match.object_like(
+                            {
+                                # S608: a Metrics Insights query, not database SQL.
+                                "Expression": f"SELECT SUM({metric}) FROM imgcdn",  # noqa: S608
+                                "Period": 300,
+                                "ReturnData": True,
+                            }
+                        )
+                    ]
+                },
+                Threshold=threshold,
+                EvaluationPeriods=1,
+            )
+
+
 def test_dashboard_shows_edge_metrics_from_us_east_1(synth: Any) -> None:
     _, dashboard = _one(synth.main(), "AWS::CloudWatch::Dashboard")
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
@@ -918,6 +1069,9 @@ def test_dashboard_shows_edge_metrics_from_us_east_1(synth: Any) -> None:
         "us-east-1",
         "UrlRequestCount",
         "ApproximateAgeOfOldestMessage",
+        "SELECT SUM(TransientErrors) FROM imgcdn",
+        "SELECT SUM(RenderFailures) FROM imgcdn",
+        "SELECT SUM(PoisonedMessages) FROM imgcdn",
     ):
         assert needle in body
 
@@ -983,3 +1137,8 @@ def test_outputs_tell_an_operator_where_everything_is(template: Template) -> Non
         "AlarmTopic",
     ):
         template.has_output(name, {"Value": Match.any_value()})
+    # The redrive command takes the DLQ's ARN, not its URL.
+    template.has_output(
+        "DeadLetterQueueArn",
+        {"Value": {"Fn::GetAtt": [Match.string_like_regexp("^PipelineDeadLetters"), "Arn"]}},
+    )

@@ -129,6 +129,8 @@ class ImgcdnStack(Stack):
             "DerivativesBucket": self.storage.derivatives.bucket_name,
             "UploadQueue": self.pipeline.queue.queue_url,
             "DeadLetterQueue": self.pipeline.dead_letters.queue_url,
+            # `aws sqs start-message-move-task --source-arn` (the redrive) takes the ARN.
+            "DeadLetterQueueArn": self.pipeline.dead_letters.queue_arn,
             "BackfillStateMachine": self.backfill.state_machine.state_machine_arn,
             "AlarmTopic": self.operations.topic.topic_arn,
         }

@@ -33,6 +33,7 @@ __all__ = [
     "InfraConfig",
     "PrecomputeConfig",
     "PublicKeyConfig",
+    "QuotaConfig",
     "RetentionConfig",
     "TenantConfig",
     "WafConfig",
@@ -107,6 +108,21 @@ _LOG_RETENTION_DAYS = (
     3653,
 )  # fmt: skip - one table, not 22 lines
 
+CLOUDFRONT_CACHE_BEHAVIORS_QUOTA = 75
+"""CloudFront's default quota of cache behaviours per distribution (adjustable)."""
+IAM_INLINE_POLICY_CHARS = 10_240
+"""IAM's limit on a role's inline policies together, blanks not counted (not adjustable)."""
+# The parts of `_iam_policy_chars`, sized for the precompute role (the larger of the two): per
+# `{class}/{tenant}/` prefix, three object ARNs (read originals, own derivatives, tag them) and
+# two `s3:prefix` conditions; everything else (log and queue statements, ARNs of 63-character
+# names) fits in the fixed part.
+_POLICY_FIXED_CHARS = 1_700
+_POLICY_OBJECT_ARNS = 3
+_POLICY_PREFIX_CONDITIONS = 2
+_OBJECT_ARN_CHARS = len('"arn:aws-us-gov:s3:::/*",') + 63  # the longest partition name
+_PREFIX_CONDITION_CHARS = len('"*",')
+_EVENT_SOURCE_MIN_CONCURRENCY = 2  # SQS event sources' MaximumConcurrency: 2-1000
+
 Region = Annotated[str, StringConstraints(pattern=_REGION)]
 _Strict = ConfigDict(frozen=True, extra="forbid")
 
@@ -169,8 +185,16 @@ class PrecomputeConfig(BaseModel):
     """Memory (and so CPU share); 3008 MB gives ~2 vCPUs, which AVIF encoding uses."""
     timeout_seconds: int = Field(default=300, ge=10, le=900)
     """Per invocation; the queue's visibility timeout is 6x this (see `visibility_timeout`)."""
-    reserved_concurrency: int | None = Field(default=None, ge=2, le=1000)
-    """Caps concurrent renders (and the event source's max concurrency); None: unreserved."""
+    reserved_concurrency: int | None = Field(default=None, ge=3, le=1000)
+    """Caps concurrent renders of uploads and backfill together; None: unreserved."""
+    event_source_max_concurrency: int | None = Field(default=None, ge=2, le=1000)
+    """Concurrent invocations the upload queue may start (SQS event sources allow 2-1000).
+
+    None: with `reserved_concurrency`, what the backfill leaves of it
+    (`reserved_concurrency - backfill.max_concurrency`); without, no cap. With a reservation the
+    queue's share stays below it, so a running backfill can never throttle queue invocations
+    (a throttled batch counts as a receive and would walk uploads towards the DLQ).
+    """
     batch_size: int = Field(default=4, ge=1, le=10)
     """SQS messages per invocation; failures are reported per item."""
     max_batching_window_seconds: int = Field(default=0, ge=0, le=300)
@@ -245,7 +269,17 @@ class AlarmConfig(BaseModel):
     dlq_depth: int = Field(default=0, ge=0)
     """Alarm when more than this many messages wait in the DLQ."""
     precompute_errors: int = Field(default=0, ge=0)
-    """Alarm when the worker fails more than this many invocations in 5 minutes."""
+    """Alarm when the worker fails more than this many whole invocations in 5 minutes."""
+    precompute_transient_errors: int = Field(default=5, ge=0)
+    """Alarm when more than this many events fail and are retried in 5 minutes (EMF
+    `TransientErrors`: storage faults, throttles; with partial batch responses these are not
+    Lambda errors, and each retry walks the message towards the DLQ)."""
+    precompute_render_failures: int = Field(default=10, ge=0)
+    """Alarm when more than this many originals cannot be rendered in 5 minutes (EMF
+    `RenderFailures`: undecodable or out-of-policy uploads, recorded and not retried)."""
+    precompute_poisoned_messages: int = Field(default=0, ge=0)
+    """Alarm when more than this many queue messages are not S3 notifications (EMF
+    `PoisonedMessages`), in 5 minutes: something else writes to the upload queue."""
     fallback_5xx_percent: float = Field(default=1.0, gt=0, le=100)
     """Alarm when more than this share of Function URL requests answer 5xx (5-minute windows)."""
     fallback_invocations_per_minute: int = Field(default=100, ge=1)
@@ -275,7 +309,18 @@ class RetentionConfig(BaseModel):
     access_log_days: int = Field(default=90, ge=1)
     """S3 and CloudFront access logs in the log bucket."""
     derivatives_noncurrent_days: int = Field(default=7, ge=1)
-    """Superseded or deleted derivatives (noncurrent versions) expire after this many days."""
+    """Overwritten or deleted derivatives (noncurrent S3 versions) expire after this many days."""
+    superseded_derivatives_days: int = Field(default=30, ge=1, le=3650)
+    """Derivatives of an image's older versions expire once precompute has tagged them
+    `imgcdn-superseded=true` (when a newer version of the original becomes current) and they are
+    at least this many days old.
+
+    S3 counts lifecycle days from when an object was written, not from when it was tagged: a
+    derivative rendered this long ago goes at the next lifecycle run after it is superseded, a
+    younger one when it reaches this age. Until then old versioned URLs are plain S3 hits; after,
+    a miss on one gets 404 from S3 and the fallback re-renders it for as long as that version
+    of the original still exists (edge caches keep serving what they hold until its TTL).
+    """
     originals_noncurrent_days: int | None = Field(default=None, ge=1)
     """Noncurrent versions of originals; None keeps them (a takedown deletes all versions)."""
 
@@ -286,6 +331,33 @@ class RetentionConfig(BaseModel):
             msg = f"must be one of CloudWatch Logs' retention periods {list(_LOG_RETENTION_DAYS)}"
             raise ValueError(msg)
         return value
+
+
+class QuotaConfig(BaseModel):
+    """The account's adjustable AWS quotas that the tenant list is checked against."""
+
+    model_config = _Strict
+
+    cache_behaviors_per_distribution: int = Field(
+        default=CLOUDFRONT_CACHE_BEHAVIORS_QUOTA, ge=1, le=1000
+    )
+    """CloudFront's "cache behaviors per distribution" (75 unless you had it raised)."""
+
+
+def _iam_policy_chars(tenant_names: tuple[str, ...], prefixes: tuple[str, ...]) -> int:
+    """An upper bound of the largest Lambda role's inline policy, in IAM's non-blank characters.
+
+    Every S3 name is taken at its longest (63 characters); `tests/infra` holds the bound to the
+    synthesized policies.
+    """
+    size = _POLICY_FIXED_CHARS
+    for tenant in tenant_names:
+        for cls in prefixes:
+            prefix = len(f"{cls}/{tenant}/")
+            size += _POLICY_OBJECT_ARNS * (
+                _OBJECT_ARN_CHARS + prefix
+            ) + _POLICY_PREFIX_CONDITIONS * (_PREFIX_CONDITION_CHARS + prefix)
+    return size
 
 
 class InfraConfig(BaseModel):
@@ -318,6 +390,7 @@ class InfraConfig(BaseModel):
     alarms: AlarmConfig = AlarmConfig()
     backfill: BackfillConfig = BackfillConfig()
     retention: RetentionConfig = RetentionConfig()
+    quotas: QuotaConfig = QuotaConfig()
 
     @field_validator("cors_origins")
     @classmethod
@@ -350,6 +423,57 @@ class InfraConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _check_quotas(self) -> Self:
+        signed = [t.name for t in self.tenants if t.signed_urls]
+        # Two per signed tenant, the class-wide takedown behaviour, and the default one.
+        behaviors = 2 * len(signed) + 2
+        quota = self.quotas.cache_behaviors_per_distribution
+        if behaviors > quota:
+            msg = (
+                f"tenants: {len(signed)} tenants with signed_urls need {behaviors} cache "
+                f"behaviours (2 each, plus 2), over CloudFront's quota of {quota} per "
+                f"distribution; at most {(quota - 2) // 2} tenants may sign URLs (or raise the "
+                "quota with AWS and set quotas.cache_behaviors_per_distribution)"
+            )
+            raise ValueError(msg)
+        names = tuple(t.name for t in self.tenants)
+        chars = _iam_policy_chars(names, self.prefixes)
+        if chars > IAM_INLINE_POLICY_CHARS:
+            msg = (
+                f"tenants: {len(names)} tenants make the Lambda roles' inline policy up to "
+                f"{chars} characters, over IAM's limit of {IAM_INLINE_POLICY_CHARS} per role "
+                "(not adjustable); use fewer tenants (or shorter tenant names) per deployment"
+            )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _check_concurrency(self) -> Self:
+        reserved = self.precompute.reserved_concurrency
+        queue = self.precompute.event_source_max_concurrency
+        if reserved is None:
+            return self
+        backfill = self.backfill.max_concurrency
+        if queue is None and reserved - backfill < _EVENT_SOURCE_MIN_CONCURRENCY:
+            msg = (
+                f"precompute.reserved_concurrency: {reserved} leaves no room for the upload "
+                f"queue once backfill.max_concurrency ({backfill}) is taken; the queue's event "
+                "source needs at least 2. Raise precompute.reserved_concurrency to at least "
+                f"{backfill + 2}, lower backfill.max_concurrency, or set "
+                "precompute.event_source_max_concurrency below precompute.reserved_concurrency"
+            )
+            raise ValueError(msg)
+        if queue is not None and queue >= reserved:
+            msg = (
+                f"precompute.event_source_max_concurrency: {queue} must be less than "
+                f"precompute.reserved_concurrency ({reserved}), so that the backfill keeps "
+                "reserved_concurrency - event_source_max_concurrency for itself and never "
+                "throttles the upload queue"
+            )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
     def _check_features(self) -> Self:
         for index, tenant in enumerate(self.tenants):
             if tenant.referers and not self.waf.enabled:
@@ -367,6 +491,24 @@ class InfraConfig(BaseModel):
             )
             raise ValueError(msg)
         return self
+
+    @property
+    def queue_concurrency(self) -> int | None:
+        """The upload queue's event-source max concurrency; None: uncapped (no reservation)."""
+        settings = self.precompute
+        if settings.event_source_max_concurrency is not None:
+            return settings.event_source_max_concurrency
+        if settings.reserved_concurrency is None:
+            return None
+        return settings.reserved_concurrency - self.backfill.max_concurrency
+
+    @property
+    def backfill_concurrency(self) -> int:
+        """The Distributed Map's MaxConcurrency: never more than the reservation leaves it."""
+        reserved, queue = self.precompute.reserved_concurrency, self.queue_concurrency
+        if reserved is None or queue is None:
+            return self.backfill.max_concurrency
+        return min(self.backfill.max_concurrency, reserved - queue)
 
     @property
     def prefixes(self) -> tuple[str, str]:
@@ -389,8 +531,10 @@ class InfraConfig(BaseModel):
         region = self.region or stack_region
         if region is None:
             msg = (
-                "origin_shield_region: required when the target Region is unknown; set "
-                "region (or CDK_DEFAULT_REGION) or origin_shield_region"
+                "origin_shield_region: required when the target Region is unknown (cdk.json "
+                "sets none); set the environment variable AWS_REGION (or CDK_DEFAULT_REGION / "
+                "AWS_DEFAULT_REGION), or -c imgcdn:region=<region>, or "
+                "-c imgcdn:origin_shield_region=<region>"
             )
             raise ConfigError(msg)
         return origin_shield_region_for(region)

@@ -28,6 +28,25 @@ BACKFILL_SOURCE = "imgcdn.backfill"
 CLOUDFRONT_METRICS_REGION = "us-east-1"
 """CloudFront publishes its metrics in us-east-1, whatever the distribution's stack Region."""
 FIVE_MINUTES = Duration.minutes(5)
+METRICS_NAMESPACE = "imgcdn"
+"""The EMF namespace the Lambdas write (imgcdn_aws.emf.NAMESPACE; infra may not import it)."""
+
+
+def _worker_metric(name: str, label: str) -> cloudwatch.IMetric:
+    """The 5-minute sum of one of precompute's EMF counters, over every dimension set.
+
+    EMF emits `PoisonedMessages` and `TransientErrors` with no dimension, but `RenderFailures`
+    per tenant (or with none when the key names no tenant). A CloudWatch metric matches one
+    exact dimension set, so each counter is read with a Metrics Insights query over the whole
+    namespace, which sums all of them and stays right as tenants come and go.
+    """
+    return cloudwatch.MathExpression(
+        # S608: a CloudWatch Metrics Insights query built from constants, not SQL on a database.
+        expression=f"SELECT SUM({name}) FROM {METRICS_NAMESPACE}",  # noqa: S608
+        using_metrics={},
+        label=label,
+        period=FIVE_MINUTES,
+    )
 
 
 class Backfill(Construct):
@@ -100,7 +119,9 @@ class Backfill(Construct):
                 max_items_per_batch=settings.items_per_batch,
                 batch_input={"source": BACKFILL_SOURCE, "bucket": originals.bucket_name},
             ),
-            max_concurrency=settings.max_concurrency,
+            # With a reservation, the queue's event source keeps its share and the backfill gets
+            # the rest: uploads are never throttled by a backfill (config.backfill_concurrency).
+            max_concurrency=config.backfill_concurrency,
             tolerated_failure_percentage=settings.tolerated_failure_percent,
             map_execution_type=sfn.StateMachineType.STANDARD,
         )
@@ -177,6 +198,27 @@ class Operations(Construct):
                 precompute.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
                 thresholds.precompute_errors,
                 "The precompute worker failed invocations (not only items).",
+            ),
+            self._alarm(
+                "PrecomputeTransientErrors",
+                _worker_metric("TransientErrors", "precompute transient errors"),
+                thresholds.precompute_transient_errors,
+                "Precompute events failed and are being retried (storage faults, throttles); "
+                "each retry brings the message closer to the DLQ.",
+            ),
+            self._alarm(
+                "PrecomputeRenderFailures",
+                _worker_metric("RenderFailures", "precompute render failures"),
+                thresholds.precompute_render_failures,
+                "Uploaded originals could not be rendered (undecodable or out of policy); they "
+                "are recorded, not retried: check the worker's logs for the keys.",
+            ),
+            self._alarm(
+                "PrecomputePoisonedMessages",
+                _worker_metric("PoisonedMessages", "precompute poisoned messages"),
+                thresholds.precompute_poisoned_messages,
+                "The upload queue received messages that are not S3 notifications; they go to "
+                "the DLQ after the redrive limit.",
             ),
             self._alarm(
                 "Fallback5xxRate",
@@ -291,6 +333,17 @@ class Operations(Construct):
                 ],
                 right=[precompute.metric_duration(period=FIVE_MINUTES, statistic="p99")],
                 width=12,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Precompute per-item outcomes (EMF; not Lambda errors)",
+                left=[
+                    _worker_metric("TransientErrors", "transient errors (retried)"),
+                    _worker_metric("RenderFailures", "render failures (recorded)"),
+                    _worker_metric("PoisonedMessages", "poisoned messages"),
+                ],
+                width=24,
             ),
         )
         dashboard.add_widgets(

@@ -13,13 +13,24 @@ from collections.abc import Sequence
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 __all__ = [
     "fallback_statements",
     "lambda_role",
     "precompute_statements",
+    "queue_consumer_statements",
 ]
+
+CONSUME_ACTIONS = (
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+)
+"""What Lambda's SQS event source needs of the function's role (CDK's grant_consume_messages)."""
 
 
 def _objects(bucket: s3.IBucket, prefixes: Sequence[str], suffix: str = "*") -> list[str]:
@@ -52,6 +63,25 @@ def precompute_statements(
             resources=_objects(derivatives, prefixes),
         ),
         _list("ListDerivatives", derivatives, prefixes),
+        # Marks an image's older versions' derivatives for the bucket's lifecycle rule
+        # (`imgcdn-superseded=true`); reading tags first keeps a retry from rewriting them.
+        iam.PolicyStatement(
+            sid="TagSupersededDerivatives",
+            actions=["s3:GetObjectTagging", "s3:PutObjectTagging"],
+            resources=_objects(derivatives, prefixes),
+        ),
+    ]
+
+
+def queue_consumer_statements(queue: sqs.IQueue) -> list[iam.PolicyStatement]:
+    """Receive, extend and delete messages of `queue` (and nothing of any other queue).
+
+    The queue is SQS-managed encrypted (SSE-SQS), so no KMS permission is needed.
+    """
+    return [
+        iam.PolicyStatement(
+            sid="ConsumeUploads", actions=list(CONSUME_ACTIONS), resources=[queue.queue_arn]
+        )
     ]
 
 

@@ -6,7 +6,6 @@ import json
 
 from aws_cdk import AssetHashType, Duration, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
@@ -15,7 +14,7 @@ from constructs import Construct
 
 from imgcdn_infra.assets import FUNCTIONS, BuiltAssets
 from imgcdn_infra.config import InfraConfig
-from imgcdn_infra.permissions import lambda_role, precompute_statements
+from imgcdn_infra.permissions import lambda_role, precompute_statements, queue_consumer_statements
 from imgcdn_infra.storage import Storage
 
 __all__ = [
@@ -30,6 +29,10 @@ __all__ = [
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12
 """Must match `assets.PYTHON_VERSION`: the wheels in the assets are chosen for it."""
 DLQ_RETENTION = Duration.days(14)
+"""SQS's maximum: two weeks to notice the alarm and redrive."""
+QUEUE_RETENTION = Duration.days(4)
+"""Shorter than the DLQ's, as AWS advises: a message's age carries over when it moves to the
+DLQ, so a DLQ that kept messages no longer than the source could drop one on arrival."""
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
     3: logs.RetentionDays.THREE_DAYS,
@@ -54,7 +57,6 @@ _RETENTION = {
     3288: logs.RetentionDays.NINE_YEARS,
     3653: logs.RetentionDays.TEN_YEARS,
 }
-"""SQS's maximum: two weeks to notice the alarm and redrive."""
 
 
 def log_retention(days: int) -> logs.RetentionDays:
@@ -110,13 +112,16 @@ class Pipeline(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             visibility_timeout=Duration.seconds(settings.visibility_timeout_seconds),
-            retention_period=DLQ_RETENTION,
+            retention_period=QUEUE_RETENTION,
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letters, max_receive_count=settings.max_receive_count
             ),
         )
+        # Lifecycle expirations (e.g. retention.originals_noncurrent_days) are not ObjectRemoved
+        # events; precompute treats `LifecycleExpiration:*` as a removal like any other.
+        removals = (s3.EventType.OBJECT_REMOVED, s3.EventType.LIFECYCLE_EXPIRATION)
         for prefix in config.prefixes:
-            for event in (s3.EventType.OBJECT_CREATED, s3.EventType.OBJECT_REMOVED):
+            for event in (s3.EventType.OBJECT_CREATED, *removals):
                 storage.originals.add_event_notification(
                     event,
                     s3n.SqsDestination(self.queue),
@@ -136,10 +141,9 @@ class Pipeline(Construct):
             self,
             "Role",
             log_group=self.log_group,
-            statements=self.s3_statements,
+            statements=[*self.s3_statements, *queue_consumer_statements(self.queue)],
             description="imgcdn precompute: read originals, own derivatives (tenant prefixes)",
         )
-        self.queue.grant_consume_messages(role)
         spec = next(f for f in FUNCTIONS if f.name == "precompute")
         self.function = lambda_.Function(
             self,
@@ -157,16 +161,17 @@ class Pipeline(Construct):
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
         )
-        self.function.add_event_source(
-            sources.SqsEventSource(
-                self.queue,
-                batch_size=settings.batch_size,
-                max_batching_window=Duration.seconds(settings.max_batching_window_seconds)
-                if settings.max_batching_window_seconds
-                else None,
-                report_batch_item_failures=True,
-                max_concurrency=settings.reserved_concurrency,
-            )
+        # A mapping rather than SqsEventSource: that one adds grant_consume_messages' policy
+        # to the role, and the role's statements are all written out in permissions.py.
+        self.function.add_event_source_mapping(
+            "UploadsSource",
+            event_source_arn=self.queue.queue_arn,
+            batch_size=settings.batch_size,
+            max_batching_window=Duration.seconds(settings.max_batching_window_seconds)
+            if settings.max_batching_window_seconds
+            else None,
+            report_batch_item_failures=True,
+            max_concurrency=config.queue_concurrency,
         )
 
 

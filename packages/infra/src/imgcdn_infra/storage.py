@@ -10,7 +10,12 @@ from constructs import Construct
 
 from imgcdn_infra.config import InfraConfig
 
-__all__ = ["Storage"]
+__all__ = ["SUPERSEDED_TAG", "SUPERSEDED_VALUE", "Storage"]
+
+SUPERSEDED_TAG = "imgcdn-superseded"
+"""The S3 object tag precompute sets on an image's older versions' derivatives (the same
+name precompute writes; infra may not import it)."""
+SUPERSEDED_VALUE = "true"
 
 
 def _guarded(scope: Construct, name: str, **props: Any) -> s3.Bucket:
@@ -81,15 +86,26 @@ class Storage(Construct):
             server_access_logs_bucket=self.log_bucket,
             server_access_logs_prefix="s3/derivatives/",
             lifecycle_rules=[
-                # A re-upload supersedes a version's derivatives and a delete removes them: both
-                # leave noncurrent versions (and then bare delete markers) that nothing serves.
+                # A re-upload writes new keys ({class}/{tenant}/{id}/{version}/{variant}), so the
+                # old version's derivatives stay *current* objects: only a tag can age them out.
+                # Precompute tags them when a newer version becomes current (S3 then counts the
+                # days from each object's creation, not from the tagging); expiring a current
+                # object in a versioned bucket leaves a noncurrent version, removed below.
                 s3.LifecycleRule(
-                    id="expire-superseded-derivatives",
+                    id="expire-superseded-version-derivatives",
+                    tag_filters={SUPERSEDED_TAG: SUPERSEDED_VALUE},
+                    expiration=Duration.days(retention.superseded_derivatives_days),
+                ),
+                # Overwrites (a re-render of the same key), deletions (removed originals,
+                # takedowns) and the expirations above leave noncurrent versions, then bare
+                # delete markers, that nothing serves.
+                s3.LifecycleRule(
+                    id="expire-noncurrent-derivatives",
                     noncurrent_version_expiration=Duration.days(
                         retention.derivatives_noncurrent_days
                     ),
                     expired_object_delete_marker=True,
                     abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
+                ),
             ],
         )

@@ -17,6 +17,13 @@ from imgcdn_infra.config import STANDARD_PREFIX, InfraConfig, TenantConfig
 __all__ = ["ImageWebAcl", "WebAclStack"]
 
 _NONE = [{"priority": 0, "type": "NONE"}]
+# The viewer-request Function percent-decodes each path segment once before it reads the class
+# and tenant, so WAF must compare the decoded path: raw, `/img/%61cme/...` would skip the rule
+# for `/img/acme/`. One decode is what the Function does (`%2561` stays `%61` for both). Neither
+# NORMALIZE_PATH nor LOWERCASE is added: the Function answers 400 to empty, `.` and `..`
+# segments and to classes or tenants that are not lower case (imgcore's validate_tenant), so
+# `//img/acme/`, `/img/./acme/` or `/IMG/ACME/` never reach a tenant's images anyway.
+_URL_DECODE = [{"priority": 0, "type": "URL_DECODE"}]
 
 
 def _visibility(name: str) -> dict[str, Any]:
@@ -34,7 +41,7 @@ def _path_starts_with(prefix: str) -> dict[str, Any]:
             "fieldToMatch": {"uriPath": {}},
             "positionalConstraint": "STARTS_WITH",
             "searchString": prefix,
-            "textTransformations": _NONE,
+            "textTransformations": _URL_DECODE,
         }
     }
 
