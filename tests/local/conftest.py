@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,7 +69,15 @@ class RunningStack:
                 break
         assert self.base_url, "".join(self.lines)
         self.port = int(urlsplit(self.base_url).port or 0)
+        # Drained all along: a full pipe would block the stack's next log line, and its requests.
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         self._wait_ready()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -101,11 +110,10 @@ class RunningStack:
         return self.request("GET", target, headers={"accept": accept} if accept else {})
 
     def upload(
-        self, data: bytes, tenant: str, image_id: str, cls: str = "img"
+        self, data: bytes, tenant: str, image_id: str, cls: str = "img", *, wait: bool = True
     ) -> dict[str, object]:
-        answer = self.request(
-            "PUT", f"/_admin/originals/{cls}/{tenant}/{quote(image_id)}?wait=1", data
-        )
+        target = f"/_admin/originals/{cls}/{tenant}/{quote(image_id)}" + ("?wait=1" if wait else "")
+        answer = self.request("PUT", target, data)
         assert answer.status == 201, answer.body
         result: dict[str, object] = json.loads(answer.body)
         return result
@@ -122,11 +130,21 @@ class RunningStack:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._reader.join(10)
         assert self.process.stdout is not None
-        if not self.process.stdout.closed:
-            self.lines.append(self.process.stdout.read())
-            self.process.stdout.close()
+        self.process.stdout.close()
         return self.process.returncode
+
+    def json_logs(self) -> list[dict[str, object]]:
+        """The JSON log lines written so far (--log-json, or any run whose stderr is a pipe)."""
+        found = []
+        for line in list(self.lines):
+            if line.startswith("{"):
+                try:
+                    found.append(json.loads(line))
+                except ValueError:
+                    continue
+        return found
 
 
 @pytest.fixture

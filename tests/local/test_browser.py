@@ -1,4 +1,5 @@
-"""A real browser (Debian's chromium, headless) loads the gallery: every image decodes, in AVIF."""
+"""A real browser (Debian's chromium, headless) loads the gallery: every image decodes, in the
+format its Accept header allows."""
 
 from __future__ import annotations
 
@@ -34,11 +35,13 @@ def test_gallery_images_decode_in_the_format_the_browser_accepts(
     stack = start_stack()
     stack.upload(real_photo, "demo", "friends.jpg")
     stack.upload(real_photo, "demo", "takedown/friends.jpg", cls="ugc")
-    images: list[tuple[str, str, int]] = []
+    images: list[tuple[str, str, int, str]] = []
 
     def record(response: Response) -> None:
         if "/img/" in response.url or "/ugc/" in response.url:
-            images.append((response.url, response.headers.get("content-type", ""), response.status))
+            accept = response.request.all_headers().get("accept", "")
+            content_type = response.headers.get("content-type", "")
+            images.append((response.url, content_type, response.status, accept))
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
@@ -63,7 +66,9 @@ def test_gallery_images_decode_in_the_format_the_browser_accepts(
         assert height > 0, src
         assert "w=" in src  # a srcset candidate was chosen, not a bare original
     assert images, "the browser fetched no image"
-    for url, content_type, status in images:
-        # Chromium's Accept names image/avif, so fmt=auto resolves to AVIF for it (R3).
-        assert (status, content_type) == (200, "image/avif"), url
+    for url, content_type, status, accept in images:
+        # fmt=auto resolves from the Accept the browser sent: avif > webp > jpeg (R3).
+        assert accept, f"{url}: the browser sent no Accept header"
+        expected = next((f for f in ("image/avif", "image/webp") if f in accept), "image/jpeg")
+        assert (status, content_type) == (200, expected), (url, accept)
     assert (ARTIFACTS / "gallery.png").stat().st_size > 10_000

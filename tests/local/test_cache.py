@@ -6,7 +6,15 @@ import asyncio
 
 import pytest
 
-from imgcdn_local.cache import Behaviour, CachedResponse, EdgeCache, behaviour_for, ttl_for
+from imgcdn_local.cache import (
+    ERROR_CACHING_MIN_TTL,
+    Behaviour,
+    CachedResponse,
+    EdgeCache,
+    behaviour_for,
+    parse_cache_control,
+    ttl_for,
+)
 from imgcdn_local.stack import SingleFlight
 from imgcore import DEFAULT_POLICY
 
@@ -95,3 +103,53 @@ def test_single_flight_shares_failures_and_recovers() -> None:
     results = asyncio.run(main())
     assert all(isinstance(r, RuntimeError) for r in results[:5])
     assert results[5] == "fine"
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "ttl"),
+    [
+        ('private="set-cookie"', 0),
+        ('private="set-cookie, authorization", max-age=600', 0),
+        ('no-cache="set-cookie"', 0),
+        ('max-age="600"', 600),
+        ('public, max-age=600, community="UCI"', 600),
+        ("Max-Age=600", 600),
+        ("max-age=abc", 31_536_000),  # unreadable: as if absent, the behaviour's default
+    ],
+)
+def test_directive_values_may_be_quoted(cache_control: str, ttl: int) -> None:
+    assert ttl_for(cache_control, STANDARD) == ttl
+
+
+def test_quoted_values_keep_their_commas() -> None:
+    assert parse_cache_control('private="a, b", max-age=5') == {"private": "a, b", "max-age": "5"}
+
+
+@pytest.mark.parametrize(
+    ("status", "cache_control", "ttl"),
+    [
+        # CloudFront caches an error for the larger of its max-age and the error caching
+        # minimum TTL (10 s by default), never past the behaviour's max TTL.
+        (404, "public, max-age=10", ERROR_CACHING_MIN_TTL),
+        (404, "public, max-age=3", ERROR_CACHING_MIN_TTL),
+        (404, "public, max-age=600", 600),
+        (400, None, ERROR_CACHING_MIN_TTL),  # no header: the error caching minimum TTL
+        # no-store is honoured for 404, 410, 414 and 501 only; other errors get the minimum TTL.
+        (404, "no-store", 0),
+        (501, "private", 0),
+        (503, "no-store", ERROR_CACHING_MIN_TTL),
+        (500, "no-cache", ERROR_CACHING_MIN_TTL),
+        # Codes CloudFront does not cache at all.
+        (415, "public, max-age=10", 0),
+        (422, "public, max-age=10", 0),
+        (429, None, 0),
+    ],
+)
+def test_errors_follow_cloudfronts_error_caching(
+    status: int, cache_control: str | None, ttl: int
+) -> None:
+    assert ttl_for(cache_control, STANDARD, status) == ttl
+
+
+def test_an_error_is_never_cached_past_the_behaviours_max_ttl() -> None:
+    assert ttl_for("public, max-age=600", TAKEDOWN, 404) == TAKEDOWN.max_ttl == 60

@@ -1,4 +1,9 @@
-"""The local stack's HTTP face: the distribution's URL space, the gallery, uploads, health."""
+"""The local stack's HTTP face: the distribution's URL space, the gallery, uploads, health.
+
+Every path a request names is read from the ASGI scope's `raw_path`, percent-encoded as the
+client sent it and as CloudFront hands it to the Function: `scope["path"]` is already decoded,
+and decoding it a second time would turn `a%2541.jpg` into `aA.jpg`.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,20 @@ import contextlib
 import html
 import ipaddress
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
+import structlog
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from imgcdn_local.stack import Stack
+from imgcdn_local.headers import delivery_headers
+from imgcdn_local.stack import Stack, UploadFailed
 from imgcore import (
     ContentClass,
     ImageRef,
@@ -26,10 +36,68 @@ from imgcore import (
 )
 from imgcore.keys import parse_public_path
 from imgcore.manifest import Manifest
+from imgcore.percent import encode_path
 
-__all__ = ["create_app"]
+__all__ = ["RequestLog", "create_app", "raw_path"]
 
 ADMIN_PREFIX = "/_admin/originals/"
+
+log = structlog.get_logger("imgcdn.local.http")
+
+
+def raw_path(scope: Scope) -> str:
+    """The request's path exactly as sent: percent-encoded, never decoded.
+
+    Bytes outside ASCII (a client that sent raw UTF-8) are percent-encoded, as a browser would
+    have; a server that gives no `raw_path` (it is optional in ASGI) gets its decoded path
+    re-encoded canonically.
+    """
+    raw = scope.get("raw_path")
+    if raw is None:
+        return encode_path(scope["path"])
+    raw = bytes(raw).partition(b"?")[0]
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in raw)
+
+
+class RequestLog:
+    """ASGI middleware: one `request` line per answer (method, path, status, X-Cache, ms)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap `app`."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request through the app and log its answer."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answer: MutableMapping[str, Any] = {"status": 500, "x_cache": None}
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name == b"x-cache":
+                        answer["x_cache"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            query = scope.get("query_string", b"").decode("latin-1")
+            log.info(
+                "request",
+                method=scope["method"],
+                path=raw_path(scope),
+                query=query or None,
+                status=answer["status"],
+                x_cache=answer["x_cache"],
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
 
 
 def _is_loopback(request: Request) -> bool:
@@ -44,35 +112,30 @@ def create_app(stack: Stack) -> Starlette:
     """The ASGI app over `stack`."""
 
     async def image(request: Request) -> Response:
+        # Any path outside the local pages is the distribution's: the Function answers it, with
+        # its 400 for a path that names no image, as CloudFront's default behaviour does.
         result = await stack.fetch(
-            request.url.path, request.url.query, request.headers.get("accept")
+            raw_path(request.scope), request.url.query, request.headers.get("accept")
         )
-        headers = {**result.headers, "x-cache": result.cache}
+        headers = {
+            **result.headers,
+            "x-cache": result.cache,
+            **delivery_headers(request.headers.get("origin")),
+        }
         body = b"" if request.method == "HEAD" else result.body
         return Response(body, status_code=result.status, headers=headers)
 
     async def upload(request: Request) -> Response:
-        if not _is_loopback(request):
-            return _text(403, "uploads are accepted from loopback only")
-        path = request.url.path.removeprefix(ADMIN_PREFIX.rstrip("/"))
         try:
-            image_ref = _image_from_admin_path(path)
-        except InvalidKey as exc:
-            return _text(400, str(exc))
-        limit = stack.policy.limits.max_input_bytes
-        data = bytearray()
-        async for chunk in request.stream():
-            data.extend(chunk)
-            if len(data) > limit:
-                return _text(413, f"original is over {limit:,} bytes; allowed: at most {limit:,}")
-        if not data:
-            return _text(400, "the request body is empty; send the original's bytes")
-        result = await _run(stack.upload, bytes(data), image_ref)
+            image_ref, data = await _admit_upload(request, stack.policy)
+        except _Refused as exc:
+            return _text(exc.status, str(exc))
+        result = await _run(stack.upload, data, image_ref)
         if request.query_params.get("wait") == "1":
             try:
-                manifest = await _run(
-                    stack.wait_until_rendered, image_ref, result["version"], 300.0
-                )
+                manifest = await _run(_wait_for_render, stack, image_ref, result)
+            except UploadFailed as exc:
+                return _text(422, str(exc))
             except TimeoutError as exc:
                 return _text(504, str(exc))
             result["status"] = manifest.status
@@ -82,10 +145,10 @@ def create_app(stack: Stack) -> Starlette:
 
     async def gallery(request: Request) -> Response:
         manifests = await _run(stack.latest)
-        return HTMLResponse(_gallery_page(manifests))
+        return HTMLResponse(_gallery_page(manifests, stack.policy))
 
     async def image_page(request: Request) -> Response:
-        path = request.url.path.removeprefix("/_image")
+        path = raw_path(request.scope).removeprefix("/_image")
         try:
             image_ref, version = parse_public_path(path)
         except InvalidKey as exc:
@@ -101,7 +164,7 @@ def create_app(stack: Stack) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stack.queue.start()
-        stack.resume_pending()
+        await _run(stack.resume)
         yield
         stack.queue.stop()
 
@@ -110,16 +173,49 @@ def create_app(stack: Stack) -> Starlette:
         Route("/_health", health, methods=["GET"]),
         Route(ADMIN_PREFIX + "{rest:path}", upload, methods=["PUT"]),
         Route("/_image/{rest:path}", image_page, methods=["GET"]),
-        Route("/img/{rest:path}", image, methods=["GET", "HEAD"]),
-        Route("/ugc/{rest:path}", image, methods=["GET", "HEAD"]),
+        Route("/{rest:path}", image, methods=["GET", "HEAD"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestLog)])
 
 
 async def _run(fn: Any, *args: Any) -> Any:
     import anyio.to_thread  # noqa: PLC0415 - starlette's own dependency, loaded with it
 
     return await anyio.to_thread.run_sync(fn, *args)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _admit_upload(request: Request, policy: Policy) -> tuple[ImageRef, bytes]:
+    """The image an admin upload names and its bytes; raises `_Refused` with the answer."""
+    if not _is_loopback(request):
+        raise _Refused(403, "uploads are accepted from loopback only")
+    path = raw_path(request.scope)
+    if not path.startswith(ADMIN_PREFIX):
+        raise _Refused(400, f"upload path {path!r} must start with {ADMIN_PREFIX} unencoded")
+    try:
+        image_ref = _image_from_admin_path(path.removeprefix(ADMIN_PREFIX.rstrip("/")))
+    except InvalidKey as exc:
+        raise _Refused(400, str(exc)) from None
+    limit = policy.limits.max_input_bytes
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > limit:
+            raise _Refused(413, f"original is over {limit:,} bytes; allowed: at most {limit:,}")
+    if not data:
+        raise _Refused(400, "the request body is empty; send the original's bytes")
+    return image_ref, bytes(data)
+
+
+def _wait_for_render(stack: Stack, image: ImageRef, upload: dict[str, Any]) -> Manifest:
+    return stack.wait_until_rendered(
+        image, upload["version"], 300.0, version_id=upload["version_id"], etag=upload["etag"]
+    )
 
 
 def _text(status: int, message: str) -> Response:
@@ -148,7 +244,7 @@ td,th{padding:.25rem .75rem;border-bottom:1px solid #ddd;text-align:left}
 """
 
 
-def _figure(m: Manifest) -> str:
+def _figure(m: Manifest, policy: Policy) -> str:
     image_ref = m.image
     if m.status != "complete" or not m.source_width or not m.source_height:
         reason = html.escape(m.failure or "not rendered")
@@ -157,7 +253,12 @@ def _figure(m: Manifest) -> str:
             "</figcaption></figure>"
         )
     entries = srcset_entries(
-        m.tenant, m.image_id, m.version, source_width=m.source_width, content_class=m.content_class
+        m.tenant,
+        m.image_id,
+        m.version,
+        source_width=m.source_width,
+        content_class=m.content_class,
+        policy=policy,
     )
     srcset = ", ".join(str(e) for e in entries)
     src = entries[min(1, len(entries) - 1)].url
@@ -174,8 +275,8 @@ def _figure(m: Manifest) -> str:
     )
 
 
-def _gallery_page(manifests: list[Manifest]) -> str:
-    figures = "\n".join(_figure(m) for m in manifests)
+def _gallery_page(manifests: list[Manifest], policy: Policy) -> str:
+    figures = "\n".join(_figure(m, policy) for m in manifests)
     empty = (
         "<p>No images yet. Upload one: "
         "<code>uv run imgcdn upload photo.jpg --tenant demo</code></p>"

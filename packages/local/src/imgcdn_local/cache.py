@@ -6,7 +6,12 @@ CloudFront's rules, as the local stack applies them (per cache behaviour: min, d
 - no `max-age` at all: the behaviour's default TTL;
 - `no-store`, `no-cache` or `private`: not cached when min TTL is 0, else cached for min TTL
   (the trap R12 warns about: a min TTL above 0 caches even a `no-store` redirect);
-- error answers follow the same rules, so a 4xx with `max-age=10` is cached ten seconds.
+- errors follow CloudFront's error caching instead ("Control how long CloudFront caches errors"
+  in its developer guide): only the status codes it caches are kept; with `max-age` or
+  `s-maxage`, for the larger of that and the error caching minimum TTL (10 s unless a custom
+  error response says otherwise), never past the behaviour's max TTL; `no-store`, `no-cache` or
+  `private` prevent caching only for 404, 410, 414 and 501; anything else: the error caching
+  minimum TTL.
 """
 
 from __future__ import annotations
@@ -21,9 +26,32 @@ from dataclasses import dataclass
 from imgcore.keys import ContentClass
 from imgcore.policy import Policy
 
-__all__ = ["Behaviour", "CachedResponse", "EdgeCache", "behaviour_for", "behaviours", "ttl_for"]
+__all__ = [
+    "CACHED_ERROR_STATUSES",
+    "ERROR_CACHING_MIN_TTL",
+    "Behaviour",
+    "CachedResponse",
+    "EdgeCache",
+    "behaviour_for",
+    "behaviours",
+    "parse_cache_control",
+    "ttl_for",
+]
 
-_DIRECTIVE = re.compile(r"\s*([a-zA-Z-]+)\s*(?:=\s*\"?(\d+)\"?)?\s*")
+ERROR_CACHING_MIN_TTL = 10
+"""CloudFront's error caching minimum TTL when no custom error response sets one (the CDK app
+sets none)."""
+CACHED_ERROR_STATUSES = frozenset({400, 403, 404, 405, 414, 500, 501, 502, 503, 504})
+"""The 4xx/5xx codes CloudFront caches; it passes any other error through uncached."""
+_NO_STORE_HONOURED = frozenset({404, 410, 414, 501})
+"""The error codes for which CloudFront honours `no-store`, `no-cache` and `private`."""
+_UNCACHEABLE = frozenset({"no-store", "no-cache", "private"})
+
+# RFC 9111 5.2: `token [ "=" ( token / quoted-string ) ]`, comma-separated. A quoted value may
+# hold commas (`private="set-cookie, x"`), so the header is tokenized, not split on commas.
+_DIRECTIVE = re.compile(
+    r"""[\s,]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s,"]*))?\s*(?=,|$)"""
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,20 +80,59 @@ def behaviour_for(path: str, policy: Policy) -> Behaviour:
     return table[ContentClass.STANDARD]
 
 
-def ttl_for(cache_control: str | None, behaviour: Behaviour) -> int:
+def parse_cache_control(cache_control: str | None) -> dict[str, str | None]:
+    """The directives of a `Cache-Control` value, names lower-cased, quotes removed.
+
+    A malformed part is skipped, as a cache ignores a directive it cannot read.
+    """
+    directives: dict[str, str | None] = {}
+    text = cache_control or ""
+    position = 0
+    while position < len(text):
+        match = _DIRECTIVE.match(text, position)
+        if match is None:  # skip to the next comma outside this unreadable part
+            comma = text.find(",", position)
+            if comma < 0:
+                break
+            position = comma + 1
+            continue
+        name, value = match.group(1).lower(), match.group(2)
+        if value is not None and value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        directives.setdefault(name, value)
+        position = match.end()
+    return directives
+
+
+def _seconds(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def ttl_for(cache_control: str | None, behaviour: Behaviour, status: int = 200) -> int:
     """Seconds CloudFront would keep a response with this `Cache-Control` (0: not cached)."""
-    directives: dict[str, int | None] = {}
-    for part in (cache_control or "").split(","):
-        match = _DIRECTIVE.fullmatch(part)
-        if match and match.group(1):
-            value = match.group(2)
-            directives[match.group(1).lower()] = int(value) if value is not None else None
-    if {"no-store", "no-cache", "private"} & directives.keys():
+    directives = parse_cache_control(cache_control)
+    age = _seconds(directives.get("s-maxage"))
+    if age is None:
+        age = _seconds(directives.get("max-age"))
+    if status >= 400:
+        return _error_ttl(status, directives, age, behaviour)
+    if _UNCACHEABLE & directives.keys():
         return behaviour.min_ttl
-    age = directives.get("s-maxage", directives.get("max-age"))
     if age is None:
         return behaviour.default_ttl
     return max(behaviour.min_ttl, min(age, behaviour.max_ttl))
+
+
+def _error_ttl(
+    status: int, directives: Mapping[str, str | None], age: int | None, behaviour: Behaviour
+) -> int:
+    if status not in CACHED_ERROR_STATUSES:
+        return 0
+    if status in _NO_STORE_HONOURED and _UNCACHEABLE & directives.keys():
+        return 0
+    if age is None:
+        return ERROR_CACHING_MIN_TTL
+    return min(max(age, ERROR_CACHING_MIN_TTL), behaviour.max_ttl)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ def _run_dev(args: argparse.Namespace) -> int:
         data_dir=Path(args.data),
         s3_endpoint=args.s3_endpoint,
         workers=args.render_workers,
+        log_json=args.log_json,
     )
 
 
@@ -50,6 +51,12 @@ def configure_dev(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--render-workers", type=int, default=1, help="precompute worker threads (default 1)"
+    )
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        default=None,
+        help="log one JSON object per line on stdout (default when stderr is not a terminal)",
     )
     parser.set_defaults(run=_run_dev)
 

@@ -4,8 +4,9 @@ Each upload becomes an S3-shaped `ObjectCreated` notification (key URL-encoded t
 encodes it) in an in-process queue; a worker thread hands it to the real precompute
 `BatchProcessor` as a one-message SQS batch. A message the processor reports failed is
 redelivered with backoff up to `max_receives` times, then written to `dead-letter/` under the
-data folder as JSON: nothing is dropped (R18). On start, the stack re-enqueues every original
-without a manifest, so a crash or restart between upload and render loses nothing either.
+data folder as JSON: nothing is dropped (R18). On start, the stack (`Stack.resume`) re-enqueues
+its pending markers and every original version with neither a manifest nor a dead-letter
+record, so a crash or restart between upload and render loses nothing either.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -11,12 +12,13 @@ from types import FrameType
 import structlog
 import uvicorn
 
+from imgcdn_aws.logs import configure_logging
+from imgcdn_aws.s3 import S3Store
 from imgcdn_local.app import create_app
 from imgcdn_local.cache import EdgeCache
 from imgcdn_local.queue import PrecomputeQueue
 from imgcdn_local.stack import Fallback, Stack
 from imgcdn_precompute.batch import BatchProcessor
-from imgcdn_precompute.s3 import S3Store
 from imgcdn_precompute.service import PrecomputeService
 from imgcore import DEFAULT_POLICY, Policy
 from imgcore.storage import LocalStore, ObjectStore
@@ -104,10 +106,20 @@ class _Server(uvicorn.Server):
 
 
 def serve(
-    *, host: str, port: int, data_dir: Path, s3_endpoint: str | None = None, workers: int = 1
+    *,
+    host: str,
+    port: int,
+    data_dir: Path,
+    s3_endpoint: str | None = None,
+    workers: int = 1,
+    log_json: bool | None = None,
 ) -> int:
-    """Run the stack until SIGINT/SIGTERM; returns the exit status."""
+    """Run the stack until SIGINT/SIGTERM; returns the exit status.
+
+    `log_json` None: JSON lines on stdout unless stderr is a terminal, then readable text there.
+    """
     os.environ.setdefault("VIPS_CONCURRENCY", "1")
+    configure_logging(json=not sys.stderr.isatty() if log_json is None else log_json)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -119,7 +131,7 @@ def serve(
     config = uvicorn.Config(
         create_app(stack),
         log_level="warning",
-        access_log=False,
+        access_log=False,  # imgcdn_local.app.RequestLog writes one structured line per request
         timeout_graceful_shutdown=10,
         lifespan="on",
     )

@@ -4,17 +4,24 @@
 (`imgcore.rewrite`, the Python twin of the generated Function, held to the same golden
 vectors), a cache keyed on the rewritten URI with each behaviour's TTLs, then the origin group:
 the derivatives store first, and on a miss the real fallback handler fed a Function-URL-shaped
-event. Concurrent misses for one key share one origin fetch, as Origin Shield collapses them.
-Uploads go to the originals store and, as S3-shaped events, through a queue to the real
-precompute worker.
+event. The fallback is asked whenever the primary fails, not only on a missing key, as the
+origin group fails over on 403, 404 and 5xx (R14). Concurrent misses for one key share one
+origin fetch, as Origin Shield collapses them. Uploads go to the originals store and, as
+S3-shaped events, through a queue to the real precompute worker; a pending marker written
+before the original makes each accepted upload survive a crash, and on start every original
+version with neither a manifest nor a dead-letter record is queued again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
+import os
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -26,8 +33,10 @@ import structlog
 
 from imgcdn_local.cache import CachedResponse, EdgeCache, behaviour_for, ttl_for
 from imgcdn_local.queue import PrecomputeQueue, s3_notification
+from imgcdn_precompute.events import EventError, parse_notification
 from imgcore import (
     ImageRef,
+    ImgcoreError,
     InvalidRequest,
     Policy,
     build_url,
@@ -38,7 +47,18 @@ from imgcore.manifest import Manifest
 from imgcore.responses import error_cache_control
 from imgcore.storage import NotFound, ObjectStore
 
-__all__ = ["Fallback", "FetchResult", "SingleFlight", "Stack", "function_url_event"]
+__all__ = [
+    "CONTENT_VERSION_METADATA",
+    "Fallback",
+    "FetchResult",
+    "SingleFlight",
+    "Stack",
+    "UploadFailed",
+    "function_url_event",
+]
+
+CONTENT_VERSION_METADATA = "imgcdn-content-version"
+"""User metadata on each original: its content version, so a HEAD tells whose bytes it sees."""
 
 log = structlog.get_logger("imgcdn.local")
 
@@ -95,11 +115,14 @@ class SingleFlight:
     def __init__(self) -> None:
         """Start with nothing in flight."""
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self.joined = 0
+        """Callers that found their key in flight and waited for its result."""
 
     async def run(self, key: str, work: Callable[[], Awaitable[Any]]) -> Any:
         """Await `work()` once for `key`, however many callers ask at the same time."""
         found = self._inflight.get(key)
         if found is not None:
+            self.joined += 1
             return await asyncio.shield(found)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # Mark the exception retrieved: with no other waiter it is still raised to the caller.
@@ -124,6 +147,8 @@ class Counters:
     hits: int = 0
     misses: int = 0
     origin_fetches: int = 0
+    primary_faults: int = 0
+    """Origin fetches whose derivatives-store read failed for another reason than a missing key."""
     fallback_invocations: int = 0
     uploads: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
@@ -158,6 +183,8 @@ class Stack:
         self._flight = SingleFlight()
         self._pending = pending_dir
         self._pending.mkdir(parents=True, exist_ok=True)
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._key_locks_guard = threading.Lock()
 
     # -- delivery -----------------------------------------------------------------------------
 
@@ -193,9 +220,11 @@ class Stack:
         return result
 
     def _function_error(self, exc: InvalidRequest) -> FetchResult:
+        # The generated Function's 400, header for header.
         headers = {
-            "content-type": "text/plain; charset=utf-8",
             "cache-control": error_cache_control(400, self.policy),
+            "content-type": "text/plain; charset=utf-8",
+            "x-imgcdn-error-field": exc.field or "path",
         }
         return FetchResult(400, headers, f"{exc}\n".encode(), "FunctionGeneratedResponse")
 
@@ -206,7 +235,11 @@ class Stack:
         try:
             stored = self.derivatives.get(key)
         except NotFound:
-            response = self._call_fallback(uri)
+            response = self._failover(uri, None)
+        except Exception as exc:  # noqa: BLE001 - the origin group fails over on any 5xx, whatever its cause
+            self.counters.primary_faults += 1
+            log.warning("primary_origin_failed", key=key, error=f"{type(exc).__name__}: {exc}")
+            response = self._failover(uri, exc)
         else:
             headers = {
                 "content-type": stored.info.content_type or "application/octet-stream",
@@ -216,8 +249,32 @@ class Stack:
                 headers["cache-control"] = stored.info.cache_control
             response = CachedResponse(200, headers, stored.data)
         behaviour = behaviour_for(uri, self.policy)
-        self.cache.put(uri, response, ttl_for(response.headers.get("cache-control"), behaviour))
+        ttl = ttl_for(response.headers.get("cache-control"), behaviour, response.status)
+        self.cache.put(uri, response, ttl)
         return response
+
+    def _failover(self, uri: str, primary_error: Exception | None) -> CachedResponse:
+        """The origin group's secondary; when it fails too, the viewer gets a 503 (R13)."""
+        try:
+            return self._call_fallback(uri)
+        except Exception as exc:  # noqa: BLE001 - an origin that cannot answer is a 503, never a dropped connection
+            primary = f"{type(primary_error).__name__}: {primary_error}" if primary_error else "404"
+            log.error(
+                "origin_group_failed",
+                uri=uri,
+                primary=primary,
+                fallback=f"{type(exc).__name__}: {exc}",
+            )
+            body = (
+                "503: the origin is unavailable: the derivatives store "
+                + ("failed" if primary_error else "has no such derivative")
+                + " and the fallback transformer failed; retry later\n"
+            )
+            headers = {
+                "content-type": "text/plain; charset=utf-8",
+                "cache-control": error_cache_control(503, self.policy),
+            }
+            return CachedResponse(503, headers, body.encode())
 
     def _call_fallback(self, uri: str) -> CachedResponse:
         self.counters.fallback_invocations += 1
@@ -232,53 +289,182 @@ class Stack:
     def upload(self, data: bytes, image: ImageRef) -> dict[str, Any]:
         """Store an original and queue its S3-shaped event; returns its version and URLs."""
         key = image.source_key
-        self.originals.put(key, data)
-        info = self.originals.head(key)
         version = content_version(data)
         extra: dict[str, Any] = {"size": len(data), "eTag": hashlib.md5(data).hexdigest()}  # noqa: S324 - S3's ETag, not security
-        if info is not None and info.version_id:
-            extra["versionId"] = info.version_id
+        marker = self._marker(key, extra["eTag"])
+        # The marker is the queue's durable half, written before the original: a crash after the
+        # put can never leave an original that nothing will render. Until the put is done it
+        # names no S3 version, so a replay reads whatever the key holds then.
+        _write_atomic(marker, s3_notification(self.originals_bucket, key, **extra))
+        with self._key_lock(key):
+            self.originals.put(key, data, metadata={CONTENT_VERSION_METADATA: version})
+            version_id = self._version_id_of(key, version)
+        if version_id is not None:
+            extra["versionId"] = version_id
         body = s3_notification(self.originals_bucket, key, **extra)
-        # The marker is the queue's durable half: it is removed once the message is done.
-        self._marker(body).write_text(body)
+        _write_atomic(marker, body)
         self.queue.send(body)
         self.counters.uploads += 1
-        where = {"base_url": self.base_url, "content_class": image.content_class}
+        where = {
+            "base_url": self.base_url,
+            "content_class": image.content_class,
+            "policy": self.policy,
+        }
         ident = (image.tenant, image.image_id, version)
         return {
             "tenant": image.tenant,
             "image_id": image.image_id,
             "class": image.content_class.value,
             "version": version,
+            "version_id": version_id,
+            "etag": extra["eTag"],
             "bytes": len(data),
             "url": build_url(*ident, **where),  # type: ignore[arg-type]
             "example": build_url(*ident, w=640, fmt="webp", **where),  # type: ignore[arg-type]
             "page": f"{self.base_url}/_image{image.public_path(version)}",
         }
 
-    def _marker(self, body: str) -> Path:
-        return self._pending / f"{hashlib.sha256(body.encode()).hexdigest()[:32]}.json"
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._key_locks_guard:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _version_id_of(self, key: str, version: str) -> str | None:
+        """The S3 version id of the object at `key` whose bytes have content version `version`.
+
+        The put does not return it, so the HEAD after it is checked against the content version
+        stamped on the object: uploads through this stack hold the key's lock across both, but
+        another writer of the same bucket may still slip between them. Then our version is
+        looked for among the key's versions; None when the store keeps no versions.
+        """
+        info = self.originals.head(key)
+        if info is None or info.version_id is None:
+            return None
+        if info.metadata.get(CONTENT_VERSION_METADATA) == version:
+            return info.version_id
+        list_versions = getattr(self.originals, "versions", None)
+        for candidate in reversed(list_versions(key) if list_versions else []):
+            try:
+                stored = self.originals.get(
+                    key,
+                    version_id=candidate.version_id,
+                    max_bytes=self.policy.limits.max_input_bytes,
+                )
+            except NotFound:
+                continue
+            if content_version(stored.data) == version:
+                found: str | None = candidate.version_id
+                return found
+        log.warning("upload_version_not_found", key=key, version=version)
+        return None
+
+    def _marker(self, key: str, etag: str) -> Path:
+        # Named by key and bytes, so the marker written before the put is the one replaced after.
+        name = hashlib.sha256(f"{key}\0{etag}".encode()).hexdigest()[:32]
+        return self._pending / f"{name}.json"
 
     def message_done(self, body: str) -> None:
         """The queue's callback: a message is processed or dead-lettered."""
-        self._marker(body).unlink(missing_ok=True)
+        try:
+            obj = json.loads(body)["Records"][0]["s3"]["object"]
+            [event] = parse_notification(body)[0]
+        except (EventError, ValueError, KeyError, IndexError, TypeError):
+            return
+        if not obj.get("eTag"):
+            return  # queued by `resume` for an original without a marker
+        marker = self._marker(event.key, str(obj["eTag"]))
+        # A re-upload of the same bytes may have rewritten the marker since: keep its message.
+        with contextlib.suppress(FileNotFoundError):
+            if marker.read_text() == body:
+                marker.unlink()
 
-    def resume_pending(self) -> int:
-        """Re-enqueue the uploads a previous run accepted but did not finish."""
+    def resume(self) -> dict[str, int]:
+        """Queue again what a previous run accepted but did not finish; returns the counts.
+
+        First every pending marker (an upload whose message was not done), then every original
+        version that has no manifest, no dead-letter record and no pending marker: an original
+        written by a run that crashed before its marker existed, or put into the store directly.
+        """
         markers = sorted(self._pending.glob("*.json"))
+        handled: set[tuple[str, str | None]] = set()
         for marker in markers:
-            self.queue.send(marker.read_text())
-        return len(markers)
+            body = marker.read_text()
+            handled |= _identities(body)
+            self.queue.send(body)
+        handled |= {ident for path in self.queue.dead_letters for ident in _dead_letter_ids(path)}
+        by_version_id: set[tuple[str, str | None]] = set()
+        by_content: set[tuple[str, str]] = set()
+        for manifest in self.manifests():
+            by_version_id.add((manifest.source_key, manifest.source_version_id))
+            by_content.add((manifest.source_key, manifest.version))
+        queued = 0
+        list_versions = getattr(self.originals, "versions", None)
+        for info in self.originals.list():
+            version_ids = [v.version_id for v in list_versions(info.key)] if list_versions else []
+            if not version_ids and info.version_id is None:  # unversioned: hash what is there
+                try:
+                    data = self.originals.get(info.key).data
+                except NotFound:
+                    continue
+                if (info.key, content_version(data)) in by_content or (info.key, None) in handled:
+                    continue
+                self.queue.send(s3_notification(self.originals_bucket, info.key))
+                queued += 1
+                continue
+            for version_id in version_ids or [info.version_id]:
+                ident = (info.key, version_id)
+                if ident in by_version_id or ident in handled:
+                    continue
+                self.queue.send(
+                    s3_notification(self.originals_bucket, info.key, versionId=version_id)
+                )
+                queued += 1
+        if markers or queued:
+            log.info("uploads_resumed", pending=len(markers), unrendered=queued)
+        return {"pending": len(markers), "unrendered": queued}
+
+    def dead_letter_for(self, image: ImageRef, version_id: str | None, etag: str) -> str | None:
+        """The reason the upload of these bytes was dead-lettered, or None."""
+        for path in self.queue.dead_letters:
+            try:
+                record = json.loads(path.read_text())
+                [event] = parse_notification(record["body"])[0]
+                obj = json.loads(record["body"])["Records"][0]["s3"]["object"]
+            except (OSError, ValueError, KeyError, IndexError, TypeError, EventError):
+                continue
+            same = event.version_id == version_id if version_id else obj.get("eTag") == etag
+            if event.key == image.source_key and same:
+                return str(record.get("reason") or "no reason recorded")
+        return None
 
     def wait_until_rendered(
-        self, image: ImageRef, version: str, timeout: float = 120.0
+        self,
+        image: ImageRef,
+        version: str,
+        timeout: float = 120.0,
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
     ) -> Manifest:
-        """Block until the manifest of `version` exists; raises TimeoutError otherwise."""
+        """Block until the manifest of `version` exists.
+
+        Raises:
+            UploadFailed: The upload's message was dead-lettered (given `etag`).
+            TimeoutError: No manifest within `timeout` seconds.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             manifest = self.manifest(image, version)
             if manifest is not None:
                 return manifest
+            if etag is not None:
+                reason = self.dead_letter_for(image, version_id, etag)
+                if reason is not None:
+                    msg = (
+                        f"{image.source_key} version {version} was not rendered: the precompute "
+                        f"worker gave up ({reason}); the original is stored, upload it again "
+                        "once the cause is fixed"
+                    )
+                    raise UploadFailed(msg)
             time.sleep(0.1)
         msg = f"no manifest for {image.source_key} version {version} after {timeout:.0f} s"
         raise TimeoutError(msg)
@@ -318,7 +504,9 @@ class Stack:
             "status": "ok",
             "hits": c.hits,
             "misses": c.misses,
+            "coalesced": self._flight.joined,
             "origin_fetches": c.origin_fetches,
+            "primary_faults": c.primary_faults,
             "fallback_invocations": c.fallback_invocations,
             "uploads": c.uploads,
             "cached_objects": len(self.cache),
@@ -326,6 +514,50 @@ class Stack:
             "dead_letters": len(self.queue.dead_letters),
             "by_status": {str(k): v for k, v in sorted(c.by_status.items())},
         }
+
+
+class UploadFailed(ImgcoreError):
+    """An upload was stored but its message was dead-lettered: it will not be rendered."""
+
+    http_status = 422
+    permanent = True
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so that a crash leaves the old file or the new one, whole."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            Path(tmp).unlink()
+        raise
+    # The rename is durable only once the directory entry is on disk too.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _identities(body: str) -> set[tuple[str, str | None]]:
+    """(key, S3 version id) of each object event in a notification body."""
+    try:
+        events, _ = parse_notification(body)
+    except EventError:
+        return set()
+    return {(e.key, e.version_id) for e in events}
+
+
+def _dead_letter_ids(path: Path) -> set[tuple[str, str | None]]:
+    try:
+        return _identities(str(json.loads(path.read_text())["body"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
 
 
 def dump(value: Any) -> bytes:
