@@ -157,6 +157,14 @@ def test_origin_group_fails_over_on_403_404_and_5xx(template: Template) -> None:
     )
 
 
+def test_server_errors_are_not_kept_by_error_caching(synth: Any) -> None:
+    # R13: CloudFront ignores no-store on 5xx and keeps them 10 s unless told otherwise.
+    responses = _distribution(synth.main())["CustomErrorResponses"]
+    assert sorted(responses, key=lambda r: r["ErrorCode"]) == [
+        {"ErrorCode": code, "ErrorCachingMinTTL": 0} for code in (500, 502, 503, 504)
+    ]
+
+
 def test_origin_group_primary_is_s3_and_fallback_is_the_function_url(synth: Any) -> None:
     config = _distribution(synth.main())
     origins = {o["Id"]: o for o in config["Origins"]}

@@ -137,8 +137,11 @@ def test_quoted_values_keep_their_commas() -> None:
         # no-store is honoured for 404, 410, 414 and 501 only; other errors get the minimum TTL.
         (404, "no-store", 0),
         (501, "private", 0),
-        (503, "no-store", ERROR_CACHING_MIN_TTL),
-        (500, "no-cache", ERROR_CACHING_MIN_TTL),
+        (403, "no-store", ERROR_CACHING_MIN_TTL),
+        # The CDK app sets the error caching minimum TTL of 500, 502, 503 and 504 to 0 (R13).
+        (503, "no-store", 0),
+        (500, "no-cache", 0),
+        (504, None, 0),
         # Codes CloudFront does not cache at all.
         (415, "public, max-age=10", 0),
         (422, "public, max-age=10", 0),

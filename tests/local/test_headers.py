@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from imgcdn_infra.config import InfraConfig
-from imgcdn_infra.delivery import HSTS_MAX_AGE
+from imgcdn_infra.delivery import HSTS_MAX_AGE, SERVER_ERROR_STATUS_CODES
+from imgcdn_local.cache import SERVER_ERROR_CACHING_MIN_TTL
 from imgcdn_local.headers import CORS_ORIGINS, HSTS_MAX_AGE_S, delivery_headers
 
 
 def test_the_values_are_the_cdk_apps() -> None:
     assert HSTS_MAX_AGE.to_seconds() == HSTS_MAX_AGE_S
     assert InfraConfig.model_fields["cors_origins"].default == CORS_ORIGINS
+    assert dict.fromkeys(SERVER_ERROR_STATUS_CODES, 0) == SERVER_ERROR_CACHING_MIN_TTL
 
 
 def test_cors_headers_answer_cors_requests_only() -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "CACHE_KEY_QUERY_STRINGS",
     "FAILOVER_STATUS_CODES",
     "FUNCTION_SIZE_LIMIT",
+    "SERVER_ERROR_STATUS_CODES",
     "Delivery",
 ]
 
@@ -43,6 +44,10 @@ FAILOVER_STATUS_CODES = (403, 404, 500, 502, 503, 504)
 """R14: S3 behind OAC answers 403 for a missing key, so 403 must fail over too."""
 FUNCTION_SIZE_LIMIT = 10 * 1024
 """CloudFront Functions' maximum code size in bytes."""
+SERVER_ERROR_STATUS_CODES = (500, 502, 503, 504)
+"""R13: 5xx are `no-store`, but CloudFront ignores `no-store` on them and keeps each for the
+error caching minimum TTL (10 s by default): a custom error response per code sets it to 0, so a
+fallback that timed out once is asked again on the next request."""
 HSTS_MAX_AGE = Duration.days(730)
 _PRICE_CLASS = {
     "PriceClass_100": cloudfront.PriceClass.PRICE_CLASS_100,
@@ -190,6 +195,10 @@ class Delivery(Construct):
             if domain
             else None,
             web_acl_id=web_acl_arn,
+            error_responses=[
+                cloudfront.ErrorResponse(http_status=code, ttl=Duration.seconds(0))
+                for code in SERVER_ERROR_STATUS_CODES
+            ],
         )
 
     def _cache_policy(

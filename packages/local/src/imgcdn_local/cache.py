@@ -8,10 +8,10 @@ CloudFront's rules, as the local stack applies them (per cache behaviour: min, d
   (the trap R12 warns about: a min TTL above 0 caches even a `no-store` redirect);
 - errors follow CloudFront's error caching instead ("Control how long CloudFront caches errors"
   in its developer guide): only the status codes it caches are kept; with `max-age` or
-  `s-maxage`, for the larger of that and the error caching minimum TTL (10 s unless a custom
-  error response says otherwise), never past the behaviour's max TTL; `no-store`, `no-cache` or
-  `private` prevent caching only for 404, 410, 414 and 501; anything else: the error caching
-  minimum TTL.
+  `s-maxage`, for the larger of that and the error caching minimum TTL (10 s, except 0 for the
+  5xx codes the CDK app gives a custom error response), never past the behaviour's max TTL;
+  `no-store`, `no-cache` or `private` prevent caching only for 404, 410, 414 and 501; anything
+  else: the error caching minimum TTL.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from imgcore.policy import Policy
 __all__ = [
     "CACHED_ERROR_STATUSES",
     "ERROR_CACHING_MIN_TTL",
+    "SERVER_ERROR_CACHING_MIN_TTL",
     "Behaviour",
     "CachedResponse",
     "EdgeCache",
@@ -39,8 +40,10 @@ __all__ = [
 ]
 
 ERROR_CACHING_MIN_TTL = 10
-"""CloudFront's error caching minimum TTL when no custom error response sets one (the CDK app
-sets none)."""
+"""CloudFront's error caching minimum TTL when no custom error response sets one."""
+SERVER_ERROR_CACHING_MIN_TTL: Mapping[int, int] = {500: 0, 502: 0, 503: 0, 504: 0}
+"""The CDK app's custom error responses (R13: 5xx are never kept, CloudFront ignores their
+`no-store`); a test holds this to `imgcdn_infra.delivery.SERVER_ERROR_STATUS_CODES`."""
 CACHED_ERROR_STATUSES = frozenset({400, 403, 404, 405, 414, 500, 501, 502, 503, 504})
 """The 4xx/5xx codes CloudFront caches; it passes any other error through uncached."""
 _NO_STORE_HONOURED = frozenset({404, 410, 414, 501})
@@ -130,9 +133,10 @@ def _error_ttl(
         return 0
     if status in _NO_STORE_HONOURED and _UNCACHEABLE & directives.keys():
         return 0
+    minimum = SERVER_ERROR_CACHING_MIN_TTL.get(status, ERROR_CACHING_MIN_TTL)
     if age is None:
-        return ERROR_CACHING_MIN_TTL
-    return min(max(age, ERROR_CACHING_MIN_TTL), behaviour.max_ttl)
+        return minimum
+    return min(max(age, minimum), behaviour.max_ttl)
 
 
 @dataclass(frozen=True, slots=True)
