@@ -457,46 +457,45 @@ def row2(run: Run) -> None:
 KNOBS: Final = {
     "webp320": (
         "knob:ref",
-        "knob:dct",
-        "knob:dct+kernel-cubic",
-        "knob:dct+kernel-linear",
-        "knob:dct+effort2",
+        "knob:thumb",
+        "knob:kernel-cubic",
+        "knob:kernel-linear",
+        "knob:effort2",
         "pillow:each",
     ),
     "jpeg640": (
         "knob:ref",
-        "knob:dct",
-        "knob:dct+kernel-cubic",
-        "knob:dct+kernel-linear",
-        "knob:dct+baseline",
-        "knob:dct+baseline+noopt",
-        "knob:dct+kernel-cubic+baseline",
+        "knob:thumb",
+        "knob:kernel-cubic",
+        "knob:kernel-linear",
+        "knob:baseline",
+        "knob:baseline+noopt",
+        "knob:kernel-cubic+baseline",
         "pillow:each",
     ),
     "avif1280": (
         "knob:ref",
-        "knob:dct",
+        "knob:thumb",
         "knob:effort0",
         "knob:effort1",
         "knob:effort3",
-        "knob:dct+effort3",
         "knob:effort4",
         "pyvips:thumb",
     ),
 }
 KNOB_NOTES: Final = {
     "knob:ref": "imgcore's settings rebuilt in plain pyvips (check: ≈ 1.00x)",
-    "knob:dct": (
-        "decode at the largest JPEG DCT scale that still covers the output (Pillow's draft)"
+    "knob:thumb": (
+        "thumbnail's own shrink-on-load choice (keeps 2x above the output) instead of the "
+        "largest DCT scale that covers it"
     ),
-    "knob:dct+kernel-linear": "+ linear instead of lanczos3 for the residual reduce",
-    "knob:dct+kernel-cubic": "+ cubic instead of lanczos3 for the residual reduce",
-    "knob:dct+kernel-cubic+baseline": "+ cubic, and baseline JPEG instead of progressive",
-    "knob:dct+effort3": "DCT-scale decode and AVIF effort 3",
+    "knob:kernel-linear": "linear instead of lanczos3 for the residual reduce",
+    "knob:kernel-cubic": "cubic instead of lanczos3 for the residual reduce",
+    "knob:kernel-cubic+baseline": "cubic, and baseline JPEG instead of progressive",
     "pyvips:thumb": "pyvips.thumbnail + heifsave defaults (the peer, effort 4)",
-    "knob:dct+effort2": "+ WebP effort 2 instead of 4",
-    "knob:dct+baseline": "+ baseline JPEG instead of progressive",
-    "knob:dct+baseline+noopt": "+ baseline, no Huffman optimisation",
+    "knob:effort2": "WebP effort 2 instead of 4",
+    "knob:baseline": "baseline JPEG instead of progressive",
+    "knob:baseline+noopt": "baseline, no Huffman optimisation",
     "knob:effort0": "AVIF effort 0 (imgcore: 2)",
     "knob:effort1": "AVIF effort 1",
     "knob:effort3": "AVIF effort 3",
@@ -580,12 +579,39 @@ def stage_profile(run: Run) -> None:
             ]
         )
     run.raw["stages"] = rows
+    decoders, libraries = [], set()
+    for job in ("webp320", "jpeg640"):
+        ratios, shrinks = [], set()
+        for entry in run.images:
+            spec = {
+                "tool": "decoders",
+                "job": job,
+                "image": str(corpus.CORPUS / entry.file),
+                "runs": runs,
+            }
+            result = run_cell(spec)
+            if "libvips" not in result:
+                continue
+            ratios.append(med(result["libvips"]) / med(result["pillow"]))
+            shrinks.add(result["shrink"])
+            libraries.add(f"libvips: {result['libvips_jpeg']}, Pillow: {result['pillow_jpeg']}")
+        decoders.append(
+            [
+                JOB_TITLES[job],
+                "/".join(f"1/{s}" for s in sorted(shrinks)),
+                fmt_ratio(geomean(ratios)),
+            ]
+        )
+    run.raw["decoders"] = decoders
     run.sections.append(
         "## Where the time goes: imgcore.transform by stage\n\n"
         "Median CPU ms per image (share of the whole) of `probe` (admission: header read), "
         "decode + shrink-on-load + resize to memory, and encode, in one process per image.\n\n"
         + table(["job", "probe", "decode + resize", "encode"], rows)
-        + "\n"
+        + "\nThe JPEG decode alone, at the DCT scale imgcore uses for the job, libvips' "
+        "`jpegload_buffer(shrink=)` against Pillow's `draft()` + `load()` in one process per "
+        f"image (geomean of per-image CPU ratios; JPEG libraries: {'; '.join(sorted(libraries))}):"
+        "\n\n" + table(["job", "DCT scale", "libvips decode / Pillow decode"], decoders) + "\n"
     )
 
 

@@ -157,11 +157,11 @@ def _pillow(data: bytes, job: str, variant: str) -> Render:
 def _knob(data: bytes, job: str, variant: str) -> Render:
     """imgcore's single-transform pipeline rebuilt with plain pyvips, one setting changed.
 
-    `ref` is imgcore's own choices (to check the rebuild matches); the others change one knob:
-    `dct` decodes a JPEG at the largest DCT scale that still covers the output (what Pillow's
-    draft does, and what imgcore's render_variants already does for its master), `dct-<kernel>`
-    also swaps the reduce kernel, `effort<N>` sets the WebP/AVIF effort, `baseline` writes
-    baseline instead of progressive JPEG, `dct-noopt` also skips Huffman optimisation.
+    `ref` is imgcore's own choices (to check the rebuild matches): a JPEG decoded at the largest
+    DCT scale that still covers the output, then thumbnail's lanczos3. The others change one
+    knob: `thumb` lets thumbnail pick the shrink-on-load (it keeps a factor of two above the
+    output), `kernel-<name>` swaps the reduce kernel, `effort<N>` sets the WebP/AVIF effort,
+    `baseline` writes baseline instead of progressive JPEG, `noopt` skips Huffman optimisation.
     """
     import pyvips  # noqa: PLC0415
 
@@ -177,7 +177,7 @@ def _knob(data: bytes, job: str, variant: str) -> Render:
         sw, sh = (header.height, header.width) if rotated else (header.width, header.height)
         tw = min(w, sw)
         th = max(1, round(sh * tw / sw))
-        if "dct" in parts:
+        if "thumb" not in parts:
             shrink = next((s for s in (8, 4, 2) if sw // s >= tw and sh // s >= th), 1)
             image = pyvips.Image.jpegload_buffer(
                 data, shrink=shrink, access="sequential", fail_on="error"
@@ -244,14 +244,61 @@ def _stages(data: bytes, job: str, runs: int) -> dict[str, list[float]]:
         info = pixels.probe(data, DEFAULT_POLICY)
         geometry = pixels._plan(info, params, DEFAULT_POLICY)
         t1 = time.process_time()
-        image = pixels._decode(data, info, geometry)
+        image = pixels._decode(data, info, geometry, pixels._jpeg_shrink(info, geometry))
         t2 = time.process_time()
-        pixels._render(image, params, DEFAULT_POLICY)
+        pixels._render(image, params, DEFAULT_POLICY, time.perf_counter())
         t3 = time.process_time()
         if index:
             for name, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                 stages[name].append(value * 1000)
     return stages
+
+
+def _decoders(data: bytes, job: str, runs: int) -> dict[str, Any]:
+    """CPU ms of the JPEG decode alone, libvips' against Pillow's, at imgcore's DCT scale."""
+    import re  # noqa: PLC0415
+
+    import pyvips  # noqa: PLC0415
+    from PIL import Image, features  # noqa: PLC0415
+
+    from imgcore import pixels  # noqa: PLC0415
+    from imgcore.params import canonicalize  # noqa: PLC0415
+    from imgcore.policy import DEFAULT_POLICY  # noqa: PLC0415
+
+    pyvips.cache_set_max(0)
+    width = JOBS[job][1]
+    info = pixels.probe(data, DEFAULT_POLICY)
+    shrink = pixels._jpeg_shrink(
+        info, pixels._plan(info, canonicalize(f"w={width}"), DEFAULT_POLICY)
+    )
+
+    def vips() -> None:
+        pyvips.Image.jpegload_buffer(data, shrink=shrink, access="sequential").copy_memory()
+
+    def pillow() -> None:
+        with Image.open(io.BytesIO(data)) as im:
+            im.draft("RGB", (im.width // shrink, im.height // shrink))
+            im.load()
+
+    times: dict[str, list[float]] = {"libvips": [], "pillow": []}
+    for index in range(runs + 1):
+        for name, decode in (("libvips", vips), ("pillow", pillow)):
+            started = time.process_time()
+            decode()
+            if index:
+                times[name].append((time.process_time() - started) * 1000)
+    # libvips reports no JPEG library version; the wheel's shared object names it.
+    found = [
+        m.group(0).decode()
+        for so in Path(pyvips.__file__).parents[1].glob("pyvips_binary.libs/libvips*.so*")
+        if (m := re.search(rb"(mozjpeg|libjpeg-turbo) version [0-9.]+", so.read_bytes()))
+    ]
+    return {
+        **times,
+        "shrink": shrink,
+        "libvips_jpeg": found[0] if found else "unknown",
+        "pillow_jpeg": f"libjpeg-turbo {features.version('libjpeg_turbo')}",
+    }
 
 
 def _fallback(data: bytes, job: str, _variant: str) -> Render:
@@ -316,6 +363,9 @@ def main(argv: list[str]) -> int:
     data = Path(spec["image"]).read_bytes()
     if tool == "stages":
         sys.stdout.write(json.dumps(_stages(data, spec["job"], spec["runs"])) + "\n")
+        return 0
+    if tool == "decoders":
+        sys.stdout.write(json.dumps(_decoders(data, spec["job"], spec["runs"])) + "\n")
         return 0
     render = TOOLS[tool](data, spec["job"], variant)
     base_rss = _rss_kb()
