@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from imgcore import InvalidRequest, rewrite
+from imgcore.responses import error_cache_control
 
 JS = Path(__file__).resolve().parent / "js"
 SETUP = Path(__file__).resolve().parent / "setup_engines.sh"
@@ -30,16 +31,48 @@ def engine(name: str) -> str:
     return found
 
 
+def _accept(case: Case) -> str | None:
+    # A repeated header means its values joined by "," (what the Function does with multiValue).
+    if case.get("accept_values") is not None:
+        return ",".join(case["accept_values"])
+    accept: str | None = case.get("accept")
+    return accept
+
+
 def python_outcome(case: Case) -> dict[str, Any]:
     """What imgcore.rewrite answers, in the shape the harnesses report."""
-    accept = case.get("accept")
-    if case.get("accept_values") is not None:
-        accept = ",".join(case["accept_values"])
     try:
-        derivative = rewrite(case["path"], case["query"], accept)
+        derivative = rewrite(case["path"], case["query"], _accept(case))
     except InvalidRequest as exc:
         return {"status": 400, "field": exc.field}
     return {"status": 200, "uri": derivative.uri}
+
+
+def python_response(case: Case) -> dict[str, Any]:
+    """What the Python twin answers, as a whole: the URI, or a 400's body and headers.
+
+    The headers are the local stack's copy of the Function's 400 (`imgcdn_local.stack`).
+    """
+    try:
+        derivative = rewrite(case["path"], case["query"], _accept(case))
+    except InvalidRequest as exc:
+        return {
+            "status": 400,
+            "body": f"{exc}\n",
+            "headers": {
+                "cache-control": error_cache_control(400),
+                "content-type": "text/plain; charset=utf-8",
+                "x-imgcdn-error-field": exc.field,
+            },
+        }
+    return {"status": 200, "uri": derivative.uri}
+
+
+def response(result: dict[str, Any]) -> dict[str, Any]:
+    """A harness result reduced to what must equal `python_response`."""
+    if result.get("status") == 400:
+        return {"status": 400, "body": result["body"], "headers": result["headers"]}
+    return comparable(result)
 
 
 def comparable(result: dict[str, Any]) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def test_the_scan_sees_what_it_must() -> None:
     paths = _modules()
     assert {p.name for p in paths} >= {
         "handler.py", "service.py", "function.py", "s3.py", "emf.py", "logs.py", "config.py",
-        "pixels.py", "storage.py", "manifest.py", "keys.py", "params.py",
+        "pixels.py", "storage.py", "manifest.py", "keys.py", "params.py", "observe.py",
     }  # fmt: skip
 
 

@@ -8,7 +8,6 @@ breakpoint, a rung of the ladder or a format. Both are held to the golden vector
 from __future__ import annotations
 
 import json
-import re
 from importlib.resources import files
 from typing import Any, Final
 
@@ -27,7 +26,6 @@ TEMPLATE_NAME: Final = "viewer_request.js.tmpl"
 MAX_FUNCTION_BYTES: Final = 10 * 1024
 """CloudFront's limit on a Function's code size."""
 _PLACEHOLDER: Final = "/*POLICY*/{}"
-_INDENTED_COMMENT: Final = re.compile(r"^[ \t]+//[^\n]*\n", re.MULTILINE)
 # imgcore.params: a value with more significant digits than this is "huge" and clamps (rule 4).
 # Seven digits keep every comparison exact in JavaScript's doubles; a test holds the two equal.
 _MAX_DIGITS: Final = 7
@@ -67,6 +65,31 @@ def function_values(policy: Policy = DEFAULT_POLICY) -> dict[str, Any]:
     }
 
 
+def _compact(template: str) -> str:
+    """The template as deployed: its header comment, then its code lines, unindented.
+
+    CloudFront counts every byte; the comments explain the code to its maintainers and the
+    header says where they are. The rule works on whole lines only: it drops blank lines and
+    lines that are nothing but a `//` comment, and strips the space around each line. ES5 has
+    no multi-line string or regex literal except through a trailing backslash (refused below),
+    so no literal can change, and every line break stays where it was (ASI sees the same code).
+    """
+    lines = template.splitlines()
+    header = 0
+    while header < len(lines) and lines[header].startswith("//"):
+        header += 1
+    kept = lines[:header]
+    for line in lines[header:]:
+        code = line.strip()
+        if code and not code.startswith("//"):
+            kept.append(code)
+    continued = [line for line in kept if line.endswith("\\")]
+    if continued:  # pragma: no cover - guards edits of the template
+        msg = f"{TEMPLATE_NAME} continues a line with a backslash: {continued[0]!r}"
+        raise RuntimeError(msg)
+    return "\n".join(kept) + "\n"
+
+
 def render_function(policy: Policy = DEFAULT_POLICY) -> str:
     """The viewer-request Function's JavaScript for `policy` (cloudfront-js-2.0, ES5 style).
 
@@ -85,10 +108,7 @@ def render_function(policy: Policy = DEFAULT_POLICY) -> str:
         raise RuntimeError(msg)
     # ensure_ascii: the literal is plain ASCII, whatever the policy holds.
     literal = json.dumps(function_values(policy), sort_keys=True, separators=(",", ":"))
-    # The template's indented comments explain the code to its maintainers; the deployed copy
-    # drops them (CloudFront counts every byte) and keeps the header that says where they are.
-    template = _INDENTED_COMMENT.sub("", template)
-    source = template.replace(_PLACEHOLDER, literal)
+    source = _compact(template).replace(_PLACEHOLDER, literal)
     size = len(source.encode("utf-8"))
     if size > MAX_FUNCTION_BYTES:
         msg = (

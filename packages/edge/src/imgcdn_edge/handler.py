@@ -5,11 +5,11 @@ answered 403/404 for the rewritten URI. `handler(event, context)` is the Lambda 
 `build_handler(...)` binds the same handler to any stores (the local stack, tests).
 
 Per invocation: parse the event, call `FallbackService.render` with a deadline below the
-Lambda's remaining time, answer (base64 for images), write one JSON log line bound to the
-request id and key, and one CloudWatch EMF line (`imgcdn` / `FallbackRenders`,
-`FallbackErrors` by `tenant` and `variant`), so misses that precompute did not cover can be
-alarmed on. Configuration resolves once per process (`imgcdn_edge.config`); in Lambda during
-the init phase, so a bad value fails the cold start loudly.
+Lambda's remaining time, answer (base64 for images); `imgcdn_edge.observe` writes one JSON
+log line bound to the request id and key, and one CloudWatch EMF line (`imgcdn` /
+`FallbackRenders`, `FallbackErrors` by `tenant` and `variant`), so misses that precompute did
+not cover can be alarmed on. Configuration resolves once per process (`imgcdn_edge.config`);
+in Lambda during the init phase, so a bad value fails the cold start loudly.
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ from typing import Any
 
 import structlog
 
-from imgcdn_aws.emf import Metrics, Unit
+from imgcdn_aws.emf import Metrics
 from imgcdn_aws.logs import configure_logging
 from imgcdn_edge.config import EdgeConfig, FallbackSettings
+from imgcdn_edge.observe import record_answer
 from imgcdn_edge.service import Answer, Deadline, FallbackService, Transform, body_for_lambda
 from imgcore import DEFAULT_POLICY, Policy
 from imgcore.storage import ObjectStore
 
 __all__ = ["FallbackHandler", "OriginRequest", "build_handler", "handler", "parse_event"]
-
-log = structlog.get_logger("imgcdn.edge")
 
 METHODS = ("GET", "HEAD")
 
@@ -121,41 +120,8 @@ class FallbackHandler:
             elif answer is None:
                 detail = f"method {request.method} is not allowed; allowed: GET, HEAD"
                 answer = self.service.refuse(405, detail, {"Allow": ", ".join(METHODS)})
-            self._record(request, request_id, answer)
+            record_answer(self.metrics, request.method, request_id, answer)
         return _response(answer)
-
-    def _record(self, request: OriginRequest, request_id: str | None, answer: Answer) -> None:
-        derivative = answer.derivative
-        key = derivative.key if derivative else None
-        tenant = derivative.image.tenant if derivative else "-"
-        variant = derivative.params.variant if derivative else "-"
-        with structlog.contextvars.bound_contextvars(key=key):
-            fields: dict[str, Any] = {
-                "method": request.method,
-                "status": answer.status,
-                "tenant": tenant,
-                "variant": variant,
-                "stored": answer.stored,
-                "bytes": answer.output_bytes,
-                **{f"{stage}_ms": round(ms, 1) for stage, ms in answer.timings.items()},
-            }
-            if answer.detail:
-                fields["detail"] = answer.detail
-            if answer.status >= 500:
-                log.error("fallback_answered", **fields)
-            elif answer.status >= 400:
-                log.warning("fallback_answered", **fields)
-            else:
-                log.info("fallback_answered", **fields)
-        rendered = answer.status in (200, 302)
-        self.metrics.emit(
-            {
-                "FallbackRenders": (1 if rendered else 0, Unit.COUNT),
-                "FallbackErrors": (1 if answer.status >= 400 else 0, Unit.COUNT),
-            },
-            dimensions={"tenant": tenant, "variant": variant},
-            properties={"status": answer.status, "key": key, "request_id": request_id},
-        )
 
 
 def build_handler(

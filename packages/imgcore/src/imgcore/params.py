@@ -117,8 +117,12 @@ class TransformParams:
 
 
 def _shown(value: str) -> str:
-    """A value as a message quotes it: repr, cut after 32 characters."""
-    return repr(value) if len(value) <= 32 else repr(value[:32]) + "..."
+    """A value as a message quotes it: `ascii()`, cut after 32 characters.
+
+    `ascii()`, not `repr()`: its escapes do not depend on the Unicode database, so the
+    CloudFront Function writes the very same text, and a 400's body stays one ASCII line.
+    """
+    return ascii(value) if len(value) <= 32 else ascii(value[:32]) + "..."
 
 
 def _mapping_values(name: str, values: object) -> list[str | InvalidRequest]:
@@ -168,7 +172,10 @@ def _collect(
         try:
             value = decode_component(raw_value, plus_is_space=True)
         except ValueError as exc:
-            msg = f"{name} is not valid percent-encoding: {exc} (got {raw_value!r}); allowed: UTF-8"
+            msg = (
+                f"{name} is not valid percent-encoding: {exc} (got {_shown(raw_value)}); "
+                "allowed: UTF-8"
+            )
             value = InvalidRequest(msg, field=name)
         found.setdefault(name, []).append(value)
     return found

@@ -9,8 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from imgcore.errors import InvalidKey, InvalidRequest
-from imgcore.keys import DerivativeKey, parse_public_path
-from imgcore.params import canonicalize
+from imgcore.keys import (
+    MAX_IMAGE_ID_BYTES,
+    ContentClass,
+    DerivativeKey,
+    parse_public_path,
+    validate_tenant,
+    validate_version,
+)
+from imgcore.params import _shown, canonicalize
+from imgcore.percent import decode_component
 from imgcore.policy import DEFAULT_POLICY, Policy
 
 __all__ = ["rewrite"]
@@ -41,6 +49,45 @@ def rewrite(
     """
     try:
         image, version = parse_public_path(path)
-    except InvalidKey as exc:
-        raise InvalidRequest(str(exc), field="path") from None
+    except InvalidKey:
+        raise InvalidRequest(_path_error(path), field="path") from None
     return DerivativeKey(image, version, canonicalize(query, accept, policy))
+
+
+def _path_error(path: str) -> str:
+    """The 400 body the CloudFront Function sends for a path `parse_public_path` refused.
+
+    The Function checks in this order and says only which part is wrong (it has 10 KB for
+    every message); the twin answers with the same text, so a 400 reads the same locally.
+    """
+    classes = [c.value for c in ContentClass]
+    layout = (
+        "; allowed: /{class}/{tenant}/{image id}/{version} (class "
+        f"{' or '.join(classes)}, tenant a-z 0-9 -, id 1-{MAX_IMAGE_ID_BYTES} UTF-8 bytes, "
+        "version 16 hex digits)"
+    )
+    if not path.startswith("/"):
+        return 'path must start with "/"' + layout
+    segments = []
+    for raw in path[1:].split("/"):
+        try:
+            segment = decode_component(raw, plus_is_space=False)
+        except ValueError:
+            segment = "/"
+        if "/" in segment or "\\" in segment:
+            return (
+                f"path segment {_shown(raw)} is not percent-encoded UTF-8 or encodes "
+                '"/" or "\\"' + layout
+            )
+        segments.append(segment)
+    try:
+        if len(segments) < 4 or segments[0] not in classes:
+            raise InvalidKey(path)
+        validate_tenant(segments[1])
+        validate_version(segments[-1])
+    except InvalidKey:
+        return f"path {_shown(path)} does not name an image version" + layout
+    return (
+        'image id has an empty, "." or ".." segment, a backslash, an invisible character '
+        "or too many bytes" + layout
+    )
