@@ -457,7 +457,7 @@ def row2(run: Run) -> None:
 KNOBS: Final = {
     "webp320": (
         "knob:ref",
-        "knob:thumb",
+        "knob:tight",
         "knob:kernel-cubic",
         "knob:kernel-linear",
         "knob:effort2",
@@ -465,7 +465,7 @@ KNOBS: Final = {
     ),
     "jpeg640": (
         "knob:ref",
-        "knob:thumb",
+        "knob:tight",
         "knob:kernel-cubic",
         "knob:kernel-linear",
         "knob:baseline",
@@ -475,7 +475,7 @@ KNOBS: Final = {
     ),
     "avif1280": (
         "knob:ref",
-        "knob:thumb",
+        "knob:tight",
         "knob:effort0",
         "knob:effort1",
         "knob:effort3",
@@ -485,10 +485,7 @@ KNOBS: Final = {
 }
 KNOB_NOTES: Final = {
     "knob:ref": "imgcore's settings rebuilt in plain pyvips (check: ≈ 1.00x)",
-    "knob:thumb": (
-        "thumbnail's own shrink-on-load choice (keeps 2x above the output) instead of the "
-        "largest DCT scale that covers it"
-    ),
+    "knob:tight": ("decode at the largest DCT scale that merely covers the output (no 2x margin)"),
     "knob:kernel-linear": "linear instead of lanczos3 for the residual reduce",
     "knob:kernel-cubic": "cubic instead of lanczos3 for the residual reduce",
     "knob:kernel-cubic+baseline": "cubic, and baseline JPEG instead of progressive",
@@ -528,24 +525,29 @@ def tuning(run: Run) -> None:
             ]
             speed = geomean(value_of(c[knob], job) / value_of(c["imgcore"], job) for c in cells)
             size = geomean(c[knob]["out_bytes"][0] / c["imgcore"]["out_bytes"][0] for c in cells)
-            d_ssim = med(
-                [
-                    c[knob]["ssim"] - c["imgcore"]["ssim"]
-                    for c in cells
-                    if "ssim" in c[knob] and "ssim" in c["imgcore"]
-                ]
-            )
+            deltas = [
+                c[knob]["ssim"] - c["imgcore"]["ssim"]
+                for c in cells
+                if "ssim" in c[knob] and "ssim" in c["imgcore"]
+            ]
             rows.append(
                 [
                     job,
                     KNOB_NOTES.get(knob, knob),
                     fmt_ratio(speed),
-                    f"{d_ssim:+.4f}",
+                    f"{med(deltas):+.4f}",
+                    f"{min(deltas):+.4f}" if deltas else "-",
                     fmt_ratio(size),
                 ]
             )
     run.spreads.extend(sub.spreads)
-    out.append(table(["job", "knob", "time / imgcore", "SSIM Δ", "bytes / imgcore"], rows, "llrrr"))
+    out.append(
+        table(
+            ["job", "knob", "time / imgcore", "SSIM Δ median", "SSIM Δ worst", "bytes / imgcore"],
+            rows,
+            "llrrrr",
+        )
+    )
     out.append("")
     run.sections.append("\n".join(out))
 
@@ -1194,6 +1196,7 @@ def _wait_for_stack(server: subprocess.Popen[str], errors: Path) -> str:
 def _load_local_stack(run: Run) -> dict[str, Any]:
     import signal  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
+    import threading  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
     photo = corpus.CORPUS / run.images[0].file
@@ -1211,6 +1214,9 @@ def _load_local_stack(run: Run) -> dict[str, Any]:
             )
         try:
             base = _wait_for_stack(server, errors)
+            # The stack logs every request on stdout: drain it, or a full pipe stalls the server.
+            if server.stdout is not None:
+                threading.Thread(target=server.stdout.read, daemon=True).start()
             put = urllib.request.Request(
                 f"{base}/_admin/originals/img/bench/photo.jpg?wait=1",
                 data=photo.read_bytes(),

@@ -158,10 +158,11 @@ def _knob(data: bytes, job: str, variant: str) -> Render:
     """imgcore's single-transform pipeline rebuilt with plain pyvips, one setting changed.
 
     `ref` is imgcore's own choices (to check the rebuild matches): a JPEG decoded at the largest
-    DCT scale that still covers the output, then thumbnail's lanczos3. The others change one
-    knob: `thumb` lets thumbnail pick the shrink-on-load (it keeps a factor of two above the
-    output), `kernel-<name>` swaps the reduce kernel, `effort<N>` sets the WebP/AVIF effort,
-    `baseline` writes baseline instead of progressive JPEG, `noopt` skips Huffman optimisation.
+    DCT scale that keeps twice the output's size, then thumbnail's lanczos3. The others change
+    one knob: `tight` decodes at the largest DCT scale that merely covers the output (Pillow's
+    `draft()` to the output size, no margin), `kernel-<name>` swaps the reduce kernel,
+    `effort<N>` sets the WebP/AVIF effort, `baseline` writes baseline instead of progressive
+    JPEG, `noopt` skips Huffman optimisation.
     """
     import pyvips  # noqa: PLC0415
 
@@ -177,20 +178,18 @@ def _knob(data: bytes, job: str, variant: str) -> Render:
         sw, sh = (header.height, header.width) if rotated else (header.width, header.height)
         tw = min(w, sw)
         th = max(1, round(sh * tw / sw))
-        if "thumb" not in parts:
-            shrink = next((s for s in (8, 4, 2) if sw // s >= tw and sh // s >= th), 1)
-            image = pyvips.Image.jpegload_buffer(
-                data, shrink=shrink, access="sequential", fail_on="error"
-            )
-            if kernel:
-                image = image.autorot()
-                image = image.resize(tw / image.width, vscale=th / image.height, kernel=kernel)
-            else:
-                image = image.thumbnail_image(tw, height=th, size="down", linear=False)
+        margin = 1 if "tight" in parts else 2
+        shrink = next(
+            (s for s in (8, 4, 2) if sw // s >= margin * tw and sh // s >= margin * th), 1
+        )
+        image = pyvips.Image.jpegload_buffer(
+            data, shrink=shrink, access="sequential", fail_on="error"
+        )
+        if kernel:
+            image = image.autorot()
+            image = image.resize(tw / image.width, vscale=th / image.height, kernel=kernel)
         else:
-            image = pyvips.Image.thumbnail_buffer(
-                data, tw, height=th, size="down", linear=False, option_string="fail_on=error"
-            )
+            image = image.thumbnail_image(tw, height=th, size="down", linear=False)
         if image.interpretation != "srgb" or image.format != "uchar":
             image = image.colourspace("srgb").cast("uchar")
         return image.copy_memory()
