@@ -407,7 +407,7 @@ def row2(run: Run) -> None:
     ]
     out = ["## 2. The standard set: 8 widths x WebP q80 from one original\n"]
     out.append(
-        "`imgcore render_variants` (one decode at the largest DCT scale that covers 2560 px, "
+        "`imgcore render_variants` (one decode at the largest DCT scale that keeps twice 2560 px, "
         "then a lanczos3 cascade) against 8 independent `imgcore.transform` calls, 8 "
         "`pyvips.thumbnail` calls, Pillow doing the set from one drafted decode (fan-out), and "
         f"8 sharp pipelines. Median CPU ms of {run.set_runs} timed runs, libvips at 1 thread.\n"
@@ -600,7 +600,7 @@ def stage_profile(run: Run) -> None:
         decoders.append(
             [
                 JOB_TITLES[job],
-                "/".join(f"1/{s}" for s in sorted(shrinks)),
+                ", ".join(f"1/{s}" for s in sorted(shrinks)),
                 fmt_ratio(geomean(ratios)),
             ]
         )
@@ -1521,6 +1521,14 @@ def render(run: Run, started: float, load_before: tuple[float, float, float]) ->
         ),
         "",
     ]
+    missed = [t for t in run.targets if t.passed is False]
+    if missed:
+        out += ["### Missed targets: by how much, why, and what was tried", ""]
+        out += [
+            f"- **{t.name}** (goal {t.goal}, measured {t.measured}): {why_missed(t.name)}"
+            for t in missed
+        ]
+        out.append("")
     out += run.sections
     out += [
         "## Method",
@@ -1565,6 +1573,63 @@ def render(run: Run, started: float, load_before: tuple[float, float, float]) ->
         "",
     ]
     return "\n".join(out)
+
+
+_DECODER_WHY: Final = (
+    "decode + resize is about 90 % of the CPU (*Where the time goes*). Pillow's recipe "
+    "(`draft()` to the output size, then `thumbnail`) decodes at the smallest DCT scale that "
+    "covers the output; imgcore keeps twice the output's size for lanczos3 to work with. The "
+    "*tight* knob (imgcore at Pillow's decode scale) recovers part of the gap and costs the "
+    "worst image several hundredths of SSIM, about where Pillow's worst image lands (the "
+    "knob table's worst column). At the same scale the libvips wheel's JPEG decoder (mozjpeg) "
+    "spends a few to ten per cent more CPU than Pillow's libjpeg-turbo (the decoder table); "
+    "the rest is reducing the larger image. Also tried: cubic and linear reduce kernels (no faster "
+    "here, lower SSIM), WebP effort 2, baseline JPEG, no Huffman optimisation. Kept: the "
+    "margin, since the same target asks for equal quality, and its worst case is what a "
+    "shop's detailed product photo looks like."
+)
+WHY_MISSED: Final = {
+    "JPEG → WebP 320": _DECODER_WHY,
+    "JPEG → JPEG 640": _DECODER_WHY,
+    "webp320: bytes": (
+        "WebP q80 at effort 4 on both sides: the difference is the pixels. imgcore's keep more "
+        "detail (its SSIM is above Pillow's) and detail costs bytes; the tight DCT knob, which "
+        "softens the way Pillow's draft does, writes about Pillow's bytes (*Tuning knobs*)."
+    ),
+    "avif1280: bytes": (
+        "imgcore encodes AVIF at effort 2, the peer at libvips' default 4: *Tuning knobs* shows "
+        "effort 3 and 4 writing fewer bytes for 1.2x and about 5x the CPU. The CPU target "
+        "(≤ 0.60x) and this one pull against each other; effort 2 is the product's choice, since "
+        "a Lambda bills that CPU on every miss and precompute on every upload."
+    ),
+    "avif1280: SSIM": (
+        "AVIF effort 2 against the peer's 4 (*Tuning knobs*: the effort rows' SSIM change); the "
+        "same trade as the bytes row."
+    ),
+    "render_variants": (
+        "the eight encodes are the same work on both sides and no cascade removes them; one decode "
+        "saves the seven other decodes, which shrink-on-load already makes cheap for the small "
+        "widths (a 160 px render decodes a 12 MP JPEG at 1/8). Decoding the master at a tighter "
+        "DCT scale would save more and was refused for its quality (*Tuning knobs*, worst SSIM)."
+    ),
+    "import imgcore": (
+        "pydantic builds the Policy models' validators when `imgcore.policy` is imported (the "
+        "importtime table: pydantic's own import, its plugin loader's `importlib.metadata` and "
+        "schema generation make up most of it), and with the page cache evicted pydantic_core's "
+        "shared object is read from disk. Tried: cryptography deferred to the signing functions "
+        "(about 25 ms). The fallback module, which is what a Lambda cold start pays, meets its "
+        "target."
+    ),
+    "local stack": "see section 6.",
+}
+
+
+def why_missed(name: str) -> str:
+    """The recorded reason a target is missed (its name's longest matching prefix)."""
+    matches = [prefix for prefix in WHY_MISSED if name.startswith(prefix)]
+    if not matches:
+        return "no analysis recorded for this target yet: profile it before claiming a cause."
+    return WHY_MISSED[max(matches, key=len)]
 
 
 ROWS: Final = {
