@@ -55,6 +55,9 @@ def test_upload_render_and_serve_like_the_distribution(start_stack: Any, real_ph
     assert "access-control-allow-origin" not in first.headers  # not a CORS request
     image = _decode(first.body)
     assert (image.format, image.width) == ("WEBP", 640)  # 600 snapped up; pre-computed
+    head = stack.request("HEAD", f"{path}?w=640&fmt=webp", headers={"accept": CHROME})
+    assert (head.status, head.body) == (200, b"")
+    assert head.headers["content-length"] == str(len(first.body))  # the GET's length, not 0
     again = stack.request(
         "GET",
         f"{path}?session=9&fmt=WEBP&w=640",  # junk, reordered, cased

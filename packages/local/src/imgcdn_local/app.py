@@ -122,8 +122,11 @@ def create_app(stack: Stack) -> Starlette:
             "x-cache": result.cache,
             **delivery_headers(request.headers.get("origin")),
         }
-        body = b"" if request.method == "HEAD" else result.body
-        return Response(body, status_code=result.status, headers=headers)
+        if request.method == "HEAD":
+            # A HEAD says how long the GET's body is, as CloudFront and S3 do (not 0).
+            headers["content-length"] = str(len(result.body))
+            return Response(b"", status_code=result.status, headers=headers)
+        return Response(result.body, status_code=result.status, headers=headers)
 
     async def upload(request: Request) -> Response:
         try:
