@@ -123,9 +123,11 @@ def _warm_up(deployment: Deployment, version: str) -> None:
     assert _get(deployment, ACME.public_path(version) + "/w160-q60.jpeg")["statusCode"] == 200
 
 
-def test_a_write_past_the_deadline_is_503_no_store_and_answered_on_time(
+def test_a_write_past_the_deadline_still_answers_the_image_on_time(
     deployment: Deployment,
 ) -> None:
+    # The image is ready and under the cap: an unfinished write only means the next miss
+    # renders again, so the margin is spent answering it, not on a 503.
     version, _ = deployment.upload(ACME, jpeg(400, 300, RED))
     _warm_up(deployment, version)
     slow = Recording(deployment.derivatives, put_delay=3)
@@ -133,8 +135,8 @@ def test_a_write_past_the_deadline_is_503_no_store_and_answered_on_time(
     started = time.monotonic()
     response = _get(deployment, ACME.public_path(version) + "/" + VARIANT, LambdaContext(2000))
     elapsed = time.monotonic() - started
-    body = _assert_error(response, 503)
-    assert "storing the derivative did not finish" in body
+    assert response["statusCode"] == 200, response.get("body")
+    assert body_bytes(response)[:4] == b"RIFF"  # the WebP itself
     assert slow.puts == [f"img/acme/red shoe.jpg/{version}/{VARIANT}"]
     assert elapsed < 2.0  # at the deadline (1 s), not when the write ended (3 s)
 

@@ -840,7 +840,7 @@ def test_precompute_reads_originals_and_owns_derivatives_under_tenant_prefixes(s
         f"{derivatives}/{p}*" for p in prefixes
     )
     assert statements["TagSupersededDerivatives"] == {
-        "actions": ["s3:GetObjectTagging", "s3:PutObjectTagging"],
+        "actions": ["s3:DeleteObjectTagging", "s3:GetObjectTagging", "s3:PutObjectTagging"],
         "resources": sorted(f"{derivatives}/{p}*" for p in prefixes),
         "condition": None,
     }

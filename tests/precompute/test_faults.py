@@ -184,8 +184,9 @@ def test_every_store_call_of_a_create_can_fail_and_the_retry_completes(
 ) -> None:
     calls = _create_calls(rig, photo)
     # get, manifest check, 4 variants, manifest, list, head, then the superseded check:
-    # head and get of the original (is it still the current one?), list of the image's prefix.
-    assert len(calls) == 12, calls
+    # head and get of the original (is it still the current one?), list of the image's prefix,
+    # and the tags of this version's manifest (was it superseded once, and is current again?).
+    assert len(calls) == 13, calls
     key = "img/acme/summer sale/red shoe+1.jpg"
     rig.originals.inner.put(key, photo)
     image = parse_source_key(key)

@@ -84,3 +84,21 @@ def test_an_identical_re_upload_is_still_the_current_version(
     assert svc.created(KEY, version_id=second_id).action is Action.RENDERED
 
     assert all(t == SUPERSEDED for t in _tags(stores, content_version(photo_factory(1))).values())
+
+
+def test_a_version_made_current_again_loses_the_tag(
+    stores: Any, policy: Policy, photo_factory: Any
+) -> None:
+    # A, then B, then A again (a revert): A's set is live again and must not expire.
+    svc = PrecomputeService(stores.originals, stores.derivatives, policy=policy)
+    a, b = content_version(photo_factory(1)), content_version(photo_factory(2))
+    stores.originals.put(KEY, photo_factory(1))
+    assert svc.created(KEY).action is Action.RENDERED
+    stores.originals.put(KEY, photo_factory(2))
+    assert svc.created(KEY).action is Action.RENDERED
+    assert all(t == SUPERSEDED for t in _tags(stores, a).values())
+
+    stores.originals.put(KEY, photo_factory(1))
+    assert svc.created(KEY).action is Action.SKIPPED  # A's set is complete: nothing to render
+    assert all(t == {} for t in _tags(stores, a).values()), _tags(stores, a)
+    assert all(t == SUPERSEDED for t in _tags(stores, b).values())

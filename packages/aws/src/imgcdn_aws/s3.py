@@ -216,9 +216,15 @@ class S3Store:
             raise self._fault(prefix, exc) from exc
 
     def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
-        """Replace the current object's tags (`PutObjectTagging`; see `ObjectStore`)."""
+        """Replace the current object's tags (`PutObjectTagging`; see `ObjectStore`).
+
+        No tags at all is `DeleteObjectTagging`, S3's own way to clear a tag set.
+        """
         tag_set = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
         try:
+            if not tag_set:
+                self.client.delete_object_tagging(Bucket=self.bucket, Key=key)
+                return
             self.client.put_object_tagging(Bucket=self.bucket, Key=key, Tagging={"TagSet": tag_set})
         except (ClientError, BotoCoreError) as exc:
             raise self._fault(key, exc) from exc

@@ -334,13 +334,21 @@ class FallbackService:
         )
         oversize = base64_size(len(rendered.data)) > self.settings.max_response_bytes
         with stages.stage("store"):
-            # Not stored is fine (the next miss renders again); answering after Lambda's
-            # timeout is not, so storing is bounded by the deadline like every other stage.
-            stored = _run_until(
-                deadline,
-                "storing the derivative",
-                lambda: self._store(derivative, rendered.data, headers, required=oversize),
-            )
+            # Answering after Lambda's timeout is not fine, so storing is bounded by the deadline
+            # like every other stage. Not stored is (the next miss renders again): the image is
+            # ready and the margin is there to answer it, unless the answer is the redirect to
+            # the stored object (R12).
+            try:
+                stored = _run_until(
+                    deadline,
+                    "storing the derivative",
+                    lambda: self._store(derivative, rendered.data, headers, required=oversize),
+                )
+            except DeadlineExceeded:
+                if oversize:
+                    raise
+                log.warning("store_abandoned", key=derivative.key, reason="deadline")
+                stored = False
         if oversize:
             return self._redirect(derivative, len(rendered.data), stored)
         return Answer(200, headers, rendered.data, stored=stored, output_bytes=len(rendered.data))

@@ -64,10 +64,11 @@ def precompute_statements(
         ),
         _list("ListDerivatives", derivatives, prefixes),
         # Marks an image's older versions' derivatives for the bucket's lifecycle rule
-        # (`imgcdn-superseded=true`); reading tags first keeps a retry from rewriting them.
+        # (`imgcdn-superseded=true`), and clears the mark from a version made current again
+        # (read first, so only a marked set is rewritten).
         iam.PolicyStatement(
             sid="TagSupersededDerivatives",
-            actions=["s3:GetObjectTagging", "s3:PutObjectTagging"],
+            actions=["s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObjectTagging"],
             resources=_objects(derivatives, prefixes),
         ),
     ]

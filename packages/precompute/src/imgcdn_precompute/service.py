@@ -666,18 +666,32 @@ class PrecomputeService:
         if not self._is_current(job):
             job.log.info("superseded_not_tagged", reason="not the original's current version")
             return
-        older = {v: keys for v, keys in self.stored_versions(job.image).items() if v != job.version}
+        versions = self.stored_versions(job.image)
+        older = {v: keys for v, keys in versions.items() if v != job.version}
         keys = sorted(k for group in older.values() for k in group)
-        if not keys:
-            return
 
         def tag(key: str) -> None:
             self.derivatives.set_tags(key, SUPERSEDED_TAGS)
 
+        def untag(key: str) -> None:
+            tags = self.derivatives.get_tags(key)
+            if SUPERSEDED_TAG in tags:
+                self.derivatives.set_tags(
+                    key, {k: v for k, v in tags.items() if k != SUPERSEDED_TAG}
+                )
+
         with ThreadPoolExecutor(max(1, self.upload_workers), "imgcdn-tag") as pool:
+            # A version made current again (A, B, then A re-uploaded) was tagged when B landed:
+            # its own objects lose the tag first, or the lifecycle rule would expire the live set.
+            # The manifest is tagged whenever its version is, so one read tells.
+            if SUPERSEDED_TAG in self.derivatives.get_tags(job.image.manifest_key(job.version)):
+                for _ in pool.map(untag, versions.get(job.version, [])):
+                    pass
+                job.log.info("superseded_untagged", version=job.version)
             for _ in pool.map(tag, keys):  # re-raises the first failure: the event is retried
                 pass
-        job.log.info("superseded_tagged", versions=sorted(older), objects=len(keys))
+        if keys:
+            job.log.info("superseded_tagged", versions=sorted(older), objects=len(keys))
 
     def _is_current(self, job: _Job) -> bool:
         """Whether the original's current object holds exactly `job.version`'s bytes."""
