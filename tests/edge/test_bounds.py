@@ -169,10 +169,9 @@ def test_no_write_starts_once_the_deadline_has_passed(deployment: Deployment) ->
     answer = service.render(
         ACME.public_path(version) + "/" + VARIANT, deadline=Deadline(10.0, lambda: now[0])
     )
-    assert answer.status == 503
-    assert answer.headers["Cache-Control"] == "no-store"
-    assert answer.detail is not None
-    assert "deadline passed before storing the derivative could start" in answer.detail
+    # The image is ready: it is answered within the margin, and no write starts late.
+    assert answer.status == 200
+    assert answer.body[:4] == b"RIFF"
     assert derivatives.puts == []
     assert not answer.stored
 
