@@ -49,9 +49,23 @@ def rewrite(
     """
     try:
         image, version = parse_public_path(path)
+        _check_literal_prefix(path)
     except InvalidKey:
         raise InvalidRequest(_path_error(path), field="path") from None
     return DerivativeKey(image, version, canonicalize(query, accept, policy))
+
+
+def _check_literal_prefix(path: str) -> None:
+    """Refuse a class or tenant segment written with percent-escapes (`/img/%61cme/...`).
+
+    CloudFront picks a cache behaviour by matching the path as received, so `/img/%61cme/*`
+    would miss tenant acme's signed-URL behaviour (R17) and reach the unsigned default one,
+    while decoding names acme all the same. Class and tenant are plain ASCII tokens: their
+    only spelling is the literal one.
+    """
+    raw = path[1:].split("/")
+    if any("%" in segment for segment in raw[:2]):
+        raise InvalidKey(path)
 
 
 def _path_error(path: str) -> str:
@@ -83,6 +97,7 @@ def _path_error(path: str) -> str:
     try:
         if len(segments) < 4 or segments[0] not in classes:
             raise InvalidKey(path)
+        _check_literal_prefix(path)
         validate_tenant(segments[1])
         validate_version(segments[-1])
     except InvalidKey:
