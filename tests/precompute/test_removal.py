@@ -267,3 +267,34 @@ def test_a_race_loser_finishing_after_a_removal_leaves_no_orphan(
 
 def service_over(originals: Any, derivatives: Any, policy: Policy) -> PrecomputeService:
     return PrecomputeService(originals, derivatives, policy=policy)
+
+
+def test_a_retry_that_finds_the_original_gone_removes_manifestless_derivatives(
+    stores: Any, policy: Policy, photo: bytes
+) -> None:
+    # An attempt stopped before its manifest (deadline, crash) after the removal had swept:
+    # its derivatives are served by key, so the retry that finds the original gone removes them.
+    stores.originals.put(KEY, photo)
+    svc = service(stores, policy)
+    assert svc.created(KEY).action is Action.RENDERED
+    version = content_version(photo)
+    stores.derivatives.delete(IMAGE.manifest_key(version))
+    orphans = stores.listing(IMAGE.version_prefix(version))
+    assert orphans  # the standard set, without its manifest
+    stores.originals.delete(KEY)
+
+    assert svc.created(KEY).action is Action.GONE
+    assert stores.listing() == []
+
+
+def test_the_orphan_sweep_leaves_a_version_with_a_manifest_alone(
+    stores: Any, policy: Policy, photo: bytes
+) -> None:
+    # Gone is only ever about a missing original: complete versions stay for removed() to take.
+    stores.originals.put(KEY, photo)
+    svc = service(stores, policy)
+    assert svc.created(KEY).action is Action.RENDERED
+    before = stores.listing()
+    stores.originals.delete(KEY)
+    assert svc.created(KEY).action is Action.GONE
+    assert stores.listing() == before

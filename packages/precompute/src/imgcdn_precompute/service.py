@@ -457,6 +457,7 @@ class PrecomputeService:
             data, info = self._read_original(key, version_id)
         except NotFound:
             bound.info("original_gone", source_version_id=version_id)
+            self._sweep_orphans(image, bound)
             return Outcome(Action.GONE, key, image, reason="the original no longer exists")
         except InputTooLarge as exc:
             return self._oversize(image, key, version_id, exc, deadline or _no_deadline)
@@ -854,6 +855,21 @@ class PrecomputeService:
             removed.update(doomed)
         msg = f"versions under {image.prefix} keep reappearing while being removed; retry"
         raise StorageFault(msg)
+
+    def _sweep_orphans(self, image: ImageRef, bound: _Log) -> None:
+        """Delete the versions that have derivatives but no manifest, once the original is gone.
+
+        An attempt stopped before its manifest (a deadline, a crash) leaves derivatives that the
+        S3 primary serves by key; when the original was removed meanwhile, the removal's sweep
+        may have run before they landed, and no manifest ever names them. The retry that finds
+        the original gone is the last event that can remove them (R10).
+        """
+        if self.originals.head(image.source_key) is not None:
+            return  # a newer upload exists: its worker may be writing a version right now
+        for version, keys in self.stored_versions(image).items():
+            if image.manifest_key(version) not in keys:
+                self._delete_version(image, version, keys, manifest_first=False)
+                bound.info("orphans_removed", version=version, objects=len(keys))
 
     def _delete_version(
         self, image: ImageRef, version: str, keys: Iterable[str], *, manifest_first: bool
