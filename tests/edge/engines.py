@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from imgcore import InvalidRequest, rewrite
-from imgcore.responses import error_cache_control
+from imgcdn_local.stack import function_error
+from imgcore import DEFAULT_POLICY, InvalidRequest, rewrite
 
 JS = Path(__file__).resolve().parent / "js"
 SETUP = Path(__file__).resolve().parent / "setup_engines.sh"
@@ -51,20 +51,14 @@ def python_outcome(case: Case) -> dict[str, Any]:
 def python_response(case: Case) -> dict[str, Any]:
     """What the Python twin answers, as a whole: the URI, or a 400's body and headers.
 
-    The headers are the local stack's copy of the Function's 400 (`imgcdn_local.stack`).
+    The 400 is the local stack's (`imgcdn_local.stack.function_error`), so the Function, its
+    Python twin and the local stack answer one way.
     """
     try:
         derivative = rewrite(case["path"], case["query"], _accept(case))
     except InvalidRequest as exc:
-        return {
-            "status": 400,
-            "body": f"{exc}\n",
-            "headers": {
-                "cache-control": error_cache_control(400),
-                "content-type": "text/plain; charset=utf-8",
-                "x-imgcdn-error-field": exc.field,
-            },
-        }
+        headers, body = function_error(exc, DEFAULT_POLICY)
+        return {"status": 400, "body": body.decode(), "headers": headers}
     return {"status": 200, "uri": derivative.uri}
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "ObjectStore",
     "StorageFault",
     "StoredObject",
+    "write_atomic",
 ]
 
 
@@ -262,33 +263,6 @@ class LocalStore:
             raise ValueError(msg)
         return self.root.joinpath(area, *parts[:-1], parts[-1] + suffix)
 
-    @staticmethod
-    def _temporary(path: Path, data: bytes) -> Path:
-        """`data` in a flushed temporary file beside `path` (same directory: same file system)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                Path(tmp).unlink()
-            raise
-        return Path(tmp)
-
-    @classmethod
-    def _write_atomic(cls, path: Path, data: bytes) -> None:
-        tmp = cls._temporary(path, data)
-        try:
-            tmp.replace(path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        _fsync_directory(path.parent)
-
     def _meta(self, key: str, inode: int) -> tuple[dict[str, Any], bool]:
         """The key's metadata, and whether it was written for the object file `inode`."""
         try:
@@ -362,7 +336,7 @@ class LocalStore:
         if if_absent and path.exists():
             return False  # the cheap answer; the link below is what decides a race
         version_id = uuid.uuid4().hex if self._versioned else None
-        tmp = self._temporary(path, data)
+        tmp = _temporary(path, data)
         meta = {
             "content_type": content_type,
             "cache_control": cache_control,
@@ -386,9 +360,9 @@ class LocalStore:
                 # The bytes first, then what describes them: a reader that sees the new object
                 # file before its metadata waits for that inode's (see the class docstring).
                 if version_id is not None:
-                    self._write_atomic(self._path("versions", f"{key}/{version_id}"), data)
+                    write_atomic(self._path("versions", f"{key}/{version_id}"), data)
                 self._clear_tags(key)
-                self._write_atomic(meta_path, json.dumps(meta).encode())
+                write_atomic(meta_path, json.dumps(meta).encode())
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()  # after a link: the second name; after a failure: the leftover
@@ -444,7 +418,7 @@ class LocalStore:
         """Replace the current object's tags, crash-safely (see `ObjectStore`)."""
         if not self._path("objects", key).is_file():
             raise NotFound(f"no object {key!r} to tag")
-        self._write_atomic(self._path("tags", key, ".json"), json.dumps(dict(tags)).encode())
+        write_atomic(self._path("tags", key, ".json"), json.dumps(dict(tags)).encode())
 
     def get_tags(self, key: str) -> dict[str, str]:
         """The current object's tags (see `ObjectStore`)."""
@@ -455,6 +429,38 @@ class LocalStore:
         except FileNotFoundError:
             return {}
         return tags
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash leaves the old file or the new one, whole.
+
+    A flushed temporary file beside `path` is renamed over it, then the directory entry is
+    flushed too. Missing parent directories are created.
+    """
+    tmp = _temporary(path, data)
+    try:
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_directory(path.parent)
+
+
+def _temporary(path: Path, data: bytes) -> Path:
+    """`data` in a flushed temporary file beside `path` (same directory: same file system)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            Path(tmp).unlink()
+        raise
+    return Path(tmp)
 
 
 def _fsync_directory(path: Path) -> None:

@@ -19,8 +19,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import threading
 import time
 import uuid
@@ -45,7 +43,7 @@ from imgcore import (
 )
 from imgcore.manifest import Manifest
 from imgcore.responses import error_cache_control
-from imgcore.storage import NotFound, ObjectStore
+from imgcore.storage import NotFound, ObjectStore, write_atomic
 
 __all__ = [
     "CONTENT_VERSION_METADATA",
@@ -54,11 +52,26 @@ __all__ = [
     "SingleFlight",
     "Stack",
     "UploadFailed",
+    "function_error",
     "function_url_event",
 ]
 
 CONTENT_VERSION_METADATA = "imgcdn-content-version"
 """User metadata on each original: its content version, so a HEAD tells whose bytes it sees."""
+
+
+def function_error(exc: InvalidRequest, policy: Policy) -> tuple[dict[str, str], bytes]:
+    """The headers and body of the generated Function's 400 for `exc`, header for header.
+
+    The parity tests hold the Function to this too, so the twin and the JS cannot drift.
+    """
+    headers = {
+        "cache-control": error_cache_control(400, policy),
+        "content-type": "text/plain; charset=utf-8",
+        "x-imgcdn-error-field": exc.field or "path",
+    }
+    return headers, f"{exc}\n".encode()
+
 
 log = structlog.get_logger("imgcdn.local")
 
@@ -220,13 +233,8 @@ class Stack:
         return result
 
     def _function_error(self, exc: InvalidRequest) -> FetchResult:
-        # The generated Function's 400, header for header.
-        headers = {
-            "cache-control": error_cache_control(400, self.policy),
-            "content-type": "text/plain; charset=utf-8",
-            "x-imgcdn-error-field": exc.field or "path",
-        }
-        return FetchResult(400, headers, f"{exc}\n".encode(), "FunctionGeneratedResponse")
+        headers, body = function_error(exc, self.policy)
+        return FetchResult(400, headers, body, "FunctionGeneratedResponse")
 
     def _origin(self, uri: str, key: str) -> CachedResponse:
         """The origin group: the derivatives store, then the fallback (runs in a thread)."""
@@ -295,14 +303,14 @@ class Stack:
         # The marker is the queue's durable half, written before the original: a crash after the
         # put can never leave an original that nothing will render. Until the put is done it
         # names no S3 version, so a replay reads whatever the key holds then.
-        _write_atomic(marker, s3_notification(self.originals_bucket, key, **extra))
+        write_atomic(marker, s3_notification(self.originals_bucket, key, **extra).encode())
         with self._key_lock(key):
             self.originals.put(key, data, metadata={CONTENT_VERSION_METADATA: version})
             version_id = self._version_id_of(key, version)
         if version_id is not None:
             extra["versionId"] = version_id
         body = s3_notification(self.originals_bucket, key, **extra)
-        _write_atomic(marker, body)
+        write_atomic(marker, body.encode())
         self.queue.send(body)
         self.counters.uploads += 1
         where = {
@@ -521,27 +529,6 @@ class UploadFailed(ImgcoreError):
 
     http_status = 422
     permanent = True
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a crash leaves the old file or the new one, whole."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
-        raise
-    # The rename is durable only once the directory entry is on disk too.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _identities(body: str) -> set[tuple[str, str | None]]:
