@@ -97,6 +97,7 @@ class LambdaFunction:
 FUNCTIONS: tuple[LambdaFunction, ...] = (
     LambdaFunction("precompute", "imgcdn-precompute", "imgcdn_precompute.handler.handler"),
     LambdaFunction("edge", "imgcdn-edge", "imgcdn_edge.handler.handler"),
+    LambdaFunction("ops", "imgcdn-ops", "imgcdn_ops.handler.takedown"),
 )
 
 
