@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imgcore import InputTooLarge
-from imgcore.storage import NotFound, ObjectInfo, StorageFault, StoredObject
+from imgcore.storage import NotFound, ObjectInfo, ObjectVersion, StorageFault, StoredObject
 
 __all__ = ["INTERACTIVE_CALL_BUDGET_MS", "S3Store", "s3_client"]
 
@@ -251,3 +251,33 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise self._fault(key, exc) from exc
         return found
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """Every version and delete marker under `prefix` (`ListObjectVersions`), key order.
+
+        An unversioned bucket lists each current object once, with the version id `null`
+        that S3 gives it; deleting that version id removes the object.
+        """
+        paginator = self.client.get_paginator("list_object_versions")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                found = [
+                    ObjectVersion(
+                        v["Key"],
+                        v.get("VersionId"),
+                        int(v.get("Size", 0)),
+                        current=bool(v.get("IsLatest")),
+                    )
+                    for v in page.get("Versions", ())
+                ] + [
+                    ObjectVersion(
+                        m["Key"],
+                        m.get("VersionId"),
+                        delete_marker=True,
+                        current=bool(m.get("IsLatest")),
+                    )
+                    for m in page.get("DeleteMarkers", ())
+                ]
+                yield from sorted(found, key=lambda v: (v.key, v.version_id or ""))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fault(prefix, exc) from exc

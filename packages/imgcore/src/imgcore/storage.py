@@ -13,6 +13,11 @@
   makes an object with no tags, as an S3 PUT without tagging does.
 - Faults that a retry may cure (timeouts, throttling, 5xx) raise `StorageFault`.
 
+`VersionListing` is the wider contract takedown needs (every store here has it): `list_versions
+(prefix)` yields every stored version of every key under `prefix`, noncurrent ones and S3 delete
+markers included, so that deleting each by its version id leaves nothing behind. A store that
+keeps no versions yields its current objects with `version_id=None`.
+
 The S3 implementation lives with the AWS adapters (imgcore never imports an AWS SDK).
 """
 
@@ -27,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,8 +44,10 @@ __all__ = [
     "NotFound",
     "ObjectInfo",
     "ObjectStore",
+    "ObjectVersion",
     "StorageFault",
     "StoredObject",
+    "VersionListing",
     "write_atomic",
 ]
 
@@ -69,6 +76,19 @@ class ObjectInfo:
     cache_control: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """One stored version of a key: what a versioned listing names and a delete removes."""
+
+    key: str
+    version_id: str | None
+    """None for a store (or an S3 bucket) that keeps no versions."""
+    size: int = 0
+    delete_marker: bool = False
+    """An S3 delete marker: no bytes, but a version of its own until it is deleted."""
+    current: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +140,19 @@ class ObjectStore(Protocol):
 
     def get_tags(self, key: str) -> dict[str, str]:
         """The current object's tags."""
+        ...
+
+
+@runtime_checkable
+class VersionListing(Protocol):
+    """A store that can name every stored version under a prefix (see the module docstring)."""
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """Every version and delete marker of every key under `prefix`, in key order."""
+        ...
+
+    def delete(self, key: str, *, version_id: str | None = None) -> None:
+        """Remove one version for good (or the object, when `version_id` is None)."""
         ...
 
 
@@ -215,6 +248,22 @@ class MemoryStore:
         """Every stored version of `key`, oldest first (versioned stores only)."""
         with self._lock:
             return [o.info for (k, _), o in self._versions.items() if k == key]
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """Every stored version under `prefix`, current objects of an unversioned store too."""
+        with self._lock:
+            current = {k: o.info.version_id for k, o in self._objects.items()}
+            found = [
+                ObjectVersion(k, v, o.info.size, current=current.get(k) == v)
+                for (k, v), o in self._versions.items()
+                if k.startswith(prefix)
+            ]
+            found += [
+                ObjectVersion(k, None, o.info.size, current=True)
+                for k, o in self._objects.items()
+                if k.startswith(prefix) and o.info.version_id is None
+            ]
+        yield from sorted(found, key=lambda v: (v.key, v.version_id or ""))
 
     def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
         """Replace the current object's tags (see `ObjectStore`)."""
@@ -411,8 +460,36 @@ class LocalStore:
         return [
             ObjectInfo(key, p.stat().st_size, version_id=p.name)
             for p in folder.iterdir()
-            if not p.name.startswith(".tmp-")
+            if p.is_file() and not p.name.startswith(".tmp-")
         ]
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """Every stored version under `prefix`, and the current objects that have none.
+
+        A version is a file `versions/{key}/{version_id}`, so its key is its folder: a key that
+        extends another (`a/b` and `a/b/c`) keeps its versions in a subfolder, never confused.
+        """
+        found: builtins.list[ObjectVersion] = []
+        versions = self.root / "versions"
+        for path in versions.rglob("*"):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                key = path.parent.relative_to(versions).as_posix()
+                if key.startswith(prefix):
+                    found.append(ObjectVersion(key, path.name, path.stat().st_size))
+        versioned = {v.key for v in found}
+        for info in self.list(prefix):
+            if info.version_id is None or info.key not in versioned:
+                found.append(ObjectVersion(info.key, info.version_id, info.size, current=True))
+        current = {i.key: i.version_id for i in self.list(prefix)} if versioned else {}
+        found = [
+            replace(
+                v,
+                current=v.current
+                or (v.version_id is not None and current.get(v.key) == v.version_id),
+            )
+            for v in found
+        ]
+        yield from sorted(found, key=lambda v: (v.key, v.version_id or ""))
 
     def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
         """Replace the current object's tags, crash-safely (see `ObjectStore`)."""

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgcdn_local.headers import delivery_headers
+from imgcdn_local.invalidations import InvalidationRefused
 from imgcdn_local.stack import Stack, UploadFailed
 from imgcore import (
     ContentClass,
@@ -175,10 +176,49 @@ def create_app(stack: Stack) -> Starlette:
         Route("/", gallery, methods=["GET", "HEAD"]),
         Route("/_health", health, methods=["GET"]),
         Route(ADMIN_PREFIX + "{rest:path}", upload, methods=["PUT"]),
+        *_admin_routes(stack),
         Route("/_image/{rest:path}", image_page, methods=["GET"]),
         Route("/{rest:path}", image, methods=["GET", "HEAD"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestLog)])
+
+
+def _admin_routes(stack: Stack) -> list[Route]:
+    """The stack's description and CloudFront's invalidation API, for `imgcdn takedown`."""
+
+    async def describe(request: Request) -> Response:
+        if not _is_loopback(request):
+            return _text(403, "the admin API answers loopback only")
+        return JSONResponse(stack.description)
+
+    async def create_invalidation(request: Request) -> Response:
+        if not _is_loopback(request):
+            return _text(403, "the admin API answers loopback only")
+        try:
+            body = json.loads(await request.body())
+            paths, reference = body["paths"], body["reference"]
+            inv_id, status = stack.invalidations.create(paths, reference)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            allowed = '{"paths": ["/img/tenant/id/*", ...], "reference": "..."}'
+            return _text(400, f"InvalidArgument: the body must be JSON; allowed: {allowed}")
+        except InvalidationRefused as exc:
+            return _text(exc.status, str(exc))
+        return JSONResponse({"id": inv_id, "status": status, "paths": paths}, status_code=201)
+
+    async def get_invalidation(request: Request) -> Response:
+        if not _is_loopback(request):
+            return _text(403, "the admin API answers loopback only")
+        inv_id = request.path_params["inv_id"]
+        try:
+            return JSONResponse({"id": inv_id, "status": stack.invalidations.status(inv_id)})
+        except InvalidationRefused as exc:
+            return _text(exc.status, str(exc))
+
+    return [
+        Route("/_admin/stack", describe, methods=["GET"]),
+        Route("/_admin/invalidations", create_invalidation, methods=["POST"]),
+        Route("/_admin/invalidations/{inv_id}", get_invalidation, methods=["GET"]),
+    ]
 
 
 async def _run(fn: Any, *args: Any) -> Any:

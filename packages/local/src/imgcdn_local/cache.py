@@ -193,6 +193,13 @@ class EdgeCache:
                 self._drop(key)
             return len(doomed)
 
+    def invalidate_exact(self, key: str) -> int:
+        """Drop the entry of exactly `key` (a file-path invalidation); 1 if there was one."""
+        with self._lock:
+            found = key in self._entries
+            self._drop(key)
+            return int(found)
+
     def _drop(self, key: str) -> None:
         found = self._entries.pop(key, None)
         if found is not None:

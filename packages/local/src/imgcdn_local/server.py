@@ -26,6 +26,11 @@ from imgcore.storage import LocalStore, ObjectStore
 __all__ = ["LOCAL_BUCKETS", "build_stack", "serve"]
 
 LOCAL_BUCKETS = ("imgcdn-local-originals", "imgcdn-local-derivatives")
+LOCAL_AUDIT_BUCKET = "imgcdn-local-audit"
+LOCAL_RENDER_WINDOW_S = 5.0
+"""How long after an original is gone `imgcdn takedown` waits before its sweep, here: a render
+on this machine takes well under a second to a few seconds (the deployed stack's window is the
+fallback Lambda's timeout plus a margin, which bounds a render there)."""
 """Bucket names: real ones with --s3-endpoint, labels in the events with a local folder."""
 
 log = structlog.get_logger("imgcdn.local")
@@ -33,26 +38,41 @@ log = structlog.get_logger("imgcdn.local")
 
 @dataclass(frozen=True, slots=True)
 class Stores:
-    """The two stores of a stack."""
+    """The two stores of a stack, and where they are (for `GET /_admin/stack`)."""
 
     originals: ObjectStore
     derivatives: ObjectStore
+    description: dict[str, str]
 
 
 def _stores(data_dir: Path, s3_endpoint: str | None) -> Stores:
     if s3_endpoint is None:
+        folders = {n: str((data_dir / n).resolve()) for n in ("originals", "derivatives", "audit")}
+        LocalStore(data_dir / "audit", versioned=True)  # created now, written by takedowns
         return Stores(
-            LocalStore(data_dir / "originals", versioned=True), LocalStore(data_dir / "derivatives")
+            LocalStore(data_dir / "originals", versioned=True),
+            LocalStore(data_dir / "derivatives"),
+            {"kind": "local", **folders},
         )
-    originals, derivatives = (S3Store(b, endpoint_url=s3_endpoint) for b in LOCAL_BUCKETS)
-    for store in (originals, derivatives):
+    originals, derivatives, audit = (
+        S3Store(b, endpoint_url=s3_endpoint) for b in (*LOCAL_BUCKETS, LOCAL_AUDIT_BUCKET)
+    )
+    for store in (originals, derivatives, audit):
         existing = {b["Name"] for b in store.client.list_buckets().get("Buckets", [])}
         if store.bucket not in existing:
             store.client.create_bucket(Bucket=store.bucket)
-    originals.client.put_bucket_versioning(
-        Bucket=originals.bucket, VersioningConfiguration={"Status": "Enabled"}
-    )
-    return Stores(originals, derivatives)
+    for store in (originals, audit):
+        store.client.put_bucket_versioning(
+            Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
+        )
+    described = {
+        "kind": "s3",
+        "endpoint": s3_endpoint,
+        "originals": originals.bucket,
+        "derivatives": derivatives.bucket,
+        "audit": audit.bucket,
+    }
+    return Stores(originals, derivatives, described)
 
 
 def _fallback(stores: Stores, policy: Policy) -> Fallback:
@@ -88,6 +108,11 @@ def build_stack(
         pending_dir=data_dir / "pending",
         cache=EdgeCache(),
         base_url=base_url,
+        description={
+            "stores": stores.description,
+            "render_window_seconds": LOCAL_RENDER_WINDOW_S,
+            "policy": policy.model_dump(mode="json"),
+        },
     )
     queue.set_on_done(stack.message_done)
     return stack

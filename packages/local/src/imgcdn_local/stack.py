@@ -30,6 +30,7 @@ from typing import Any
 import structlog
 
 from imgcdn_local.cache import CachedResponse, EdgeCache, behaviour_for, ttl_for
+from imgcdn_local.invalidations import LocalInvalidations
 from imgcdn_local.queue import PrecomputeQueue, s3_notification
 from imgcdn_precompute.events import EventError, parse_notification
 from imgcore import (
@@ -182,8 +183,13 @@ class Stack:
         pending_dir: Path,
         cache: EdgeCache | None = None,
         base_url: str = "",
+        description: Mapping[str, Any] | None = None,
     ) -> None:
-        """Wire the stack to its stores, the fallback handler and the precompute queue."""
+        """Wire the stack to its stores, the fallback handler and the precompute queue.
+
+        `description` is what `GET /_admin/stack` tells a client such as `imgcdn takedown`:
+        where the stores are, the audit store, the render window.
+        """
         self.originals = originals
         self.derivatives = derivatives
         self.fallback = fallback
@@ -191,6 +197,8 @@ class Stack:
         self.originals_bucket = originals_bucket
         self.policy = policy
         self.cache = cache or EdgeCache()
+        self.invalidations = LocalInvalidations(self.cache)
+        self.description = dict(description or {})
         self.base_url = base_url
         self.counters = Counters()
         self._flight = SingleFlight()
