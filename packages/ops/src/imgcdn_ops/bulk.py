@@ -157,13 +157,18 @@ class Journal:
                     continue  # a line torn by a kill: its step is redone
         self._handle: TextIO = path.open("a", encoding="utf-8")
 
-    def write(self, event: str, **fields: Any) -> None:
-        """Append one entry and flush it to disk."""
+    def write(self, event: str, *, sync: bool = True, **fields: Any) -> None:
+        """Append one entry; flush it to disk unless `sync` is False (then `sync()` does)."""
         entry = {"event": event, "at": datetime.now(UTC).isoformat(), **fields}
         self._handle.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+        self.entries.append(entry)
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """Flush what was written to disk."""
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        self.entries.append(entry)
 
     def close(self) -> None:
         """Close the file."""
@@ -386,6 +391,7 @@ class _BulkRun:
                 except Exception as exc:  # noqa: BLE001 - one image's fault fails that image only
                     self.failures[item[0].target.name] = f"{type(exc).__name__}: {exc}"
                 count += 1
+            self.journal.sync()  # one flush to disk per round of results, not one per line
             self.queue.step()
             self.show.show(phase, count, self.queue)
         self.show.show(phase, count, self.queue, force=True)
@@ -394,12 +400,14 @@ class _BulkRun:
         """Plan (journaled before anything is deleted), remove, queue each image's path."""
 
         def planned(item: tuple[Request, ImageRef], plan: Removal) -> None:
-            self.journal.write("plan", image=_image_key(item[1]), **plan.as_dict())
+            self.journal.write("plan", sync=False, image=_image_key(item[1]), **plan.as_dict())
             self.started.setdefault(item[0].target.name, self.journal.entries[-1]["at"])
 
         def removed(item: tuple[Request, ImageRef], removal: Removal) -> None:
             key = _image_key(item[1])
-            self.journal.write("removed", image=key, gone_at=removal.gone_at, **removal.as_dict())
+            self.journal.write(
+                "removed", sync=False, image=key, gone_at=removal.gone_at, **removal.as_dict()
+            )
             _merge(self.removed.setdefault(key, Removal(item[1])), removal)
             self.queue.submit([item[1].invalidation_path])
 
@@ -424,7 +432,9 @@ class _BulkRun:
 
         def swept(item: tuple[Request, ImageRef], removal: Removal) -> None:
             key = _image_key(item[1])
-            self.journal.write("swept", image=key, gone_at=removal.gone_at, **removal.as_dict())
+            self.journal.write(
+                "swept", sync=False, image=key, gone_at=removal.gone_at, **removal.as_dict()
+            )
             self.swept[key] = removal
 
         sweeps = {pool.submit(self.service.sweep, i): (r, i) for r, i in self._images(self.swept)}
@@ -457,7 +467,11 @@ class _BulkRun:
             )
             self.service.write_audit(record.as_dict())
             self.journal.write(
-                "done", target=r.target.name, audit_key=record.audit_key, problems=record.problems
+                "done",
+                sync=False,
+                target=r.target.name,
+                audit_key=record.audit_key,
+                problems=record.problems,
             )
             done.append(
                 {

@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol
 
 __all__ = [
@@ -129,7 +130,8 @@ class InvalidationQueue:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
     on_created: Callable[[Invalidation], None] | None = None
-    pending: list[str] = field(default_factory=list)
+    _wild: dict[str, None] = field(default_factory=dict)
+    _files: dict[str, None] = field(default_factory=dict)
     created: list[Invalidation] = field(default_factory=list)
     _seen: set[tuple[int, str]] = field(default_factory=set)
     _wave_of: dict[str, int] = field(default_factory=dict)
@@ -146,18 +148,26 @@ class InvalidationQueue:
         """
         new = 0
         for path in paths:
-            if (wave, path) not in self._seen and path not in self.pending:
+            waiting = self._wild if is_wildcard(path) else self._files
+            if (wave, path) not in self._seen and path not in waiting:
                 self._seen.add((wave, path))
                 self._wave_of[path] = wave
-                self.pending.append(path)
+                waiting[path] = None
                 new += 1
         return new
 
     def adopt(self, invalidation: Invalidation) -> None:
         """Count an invalidation made earlier (a resumed run): its paths are not sent again."""
         self._seen.update((invalidation.wave, p) for p in invalidation.paths)
-        self.pending = [p for p in self.pending if p not in invalidation.paths]
+        for path in invalidation.paths:
+            self._wild.pop(path, None)
+            self._files.pop(path, None)
         self.created.append(invalidation)
+
+    @property
+    def pending(self) -> list[str]:
+        """The paths waiting for quota, in the order they came (wildcards first)."""
+        return [*self._wild, *self._files]
 
     @property
     def in_progress(self) -> list[Invalidation]:
@@ -192,16 +202,9 @@ class InvalidationQueue:
 
     def _next_batch(self) -> list[str]:
         wildcards, files = self._free()
-        batch: list[str] = []
-        for path in self.pending:
-            if is_wildcard(path):
-                if wildcards > 0:
-                    batch.append(path)
-                    wildcards -= 1
-            elif files > 0:
-                batch.append(path)
-                files -= 1
-        return batch
+        return list(islice(self._wild, max(0, wildcards))) + list(
+            islice(self._files, max(0, files))
+        )
 
     def step(self) -> bool:
         """Create at most one invalidation if the quotas and back-off allow; whether it did."""
@@ -220,8 +223,9 @@ class InvalidationQueue:
             self._back_off()
             return False
         self._refusals_in_a_row = 0
-        taken = set(batch)
-        self.pending = [p for p in self.pending if p not in taken]
+        for path in batch:
+            self._wild.pop(path, None)
+            self._files.pop(path, None)
         wave = max(self._wave_of.get(p, 1) for p in batch)
         inv = Invalidation(inv_id, tuple(batch), created_at=now, wave=wave)
         self.created.append(inv)
@@ -243,7 +247,7 @@ class InvalidationQueue:
         Raises:
             TimeoutError: `deadline` (on `clock`) passed with paths still pending.
         """
-        while self.pending:
+        while self._wild or self._files:
             if deadline is not None and self.clock() > deadline:
                 msg = f"{len(self.pending)} path(s) still waiting for CloudFront's quota"
                 raise TimeoutError(msg)
