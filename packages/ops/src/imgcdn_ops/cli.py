@@ -194,7 +194,7 @@ def _check_tenant(ports: Any, tenant: str) -> None:
 
 
 def _run_bulk(args: argparse.Namespace) -> int:
-    from imgcdn_ops.bulk import Journal, read_requests, run_bulk  # noqa: PLC0415
+    from imgcdn_ops.bulk import Journal, Skipped, read_requests, run_bulk  # noqa: PLC0415
     from imgcdn_ops.invalidation import InvalidationQueue  # noqa: PLC0415
 
     ports = _deployment(args)
@@ -202,6 +202,22 @@ def _run_bulk(args: argparse.Namespace) -> int:
     requests, skipped = read_requests(
         source, reason=args.reason, content_class=args.content_class, tenants=ports.tenants
     )
+    unknown: dict[str, str] = {}
+    for tenant in sorted({r.target.tenant for r in requests}):
+        try:
+            _check_tenant(ports, tenant)
+        except TakedownError as exc:
+            unknown[tenant] = str(exc)
+    skipped += [
+        Skipped(r.line, r.target.name, unknown[r.target.tenant])
+        for r in requests
+        if r.target.tenant in unknown
+    ]
+    skipped.sort(key=lambda s: s.line)
+    requests = [r for r in requests if r.target.tenant not in unknown]
+    if not requests:
+        msg = f"{source} names no image of a known tenant: {'; '.join(unknown.values())}"
+        raise TakedownError(msg)
     if args.dry_run:
         plans = [
             {"line": r.line, "target": r.target.name, "paths": list(r.target.paths)}
