@@ -115,7 +115,7 @@ class CloudFrontInvalidator:
         return str(response["Invalidation"]["Id"])
 
     def status(self, invalidation_id: str) -> str:
-        """`InProgress` or `Completed`."""
+        """`InProgress` or `Completed` (CloudFront's spelling, whatever case an emulator uses)."""
         try:
             response = self.client.get_invalidation(
                 DistributionId=self.distribution_id, Id=invalidation_id
@@ -123,4 +123,5 @@ class CloudFrontInvalidator:
         except (ClientError, BotoCoreError) as exc:
             self._raise(exc, "GetInvalidation")
             raise  # pragma: no cover - _raise always raises
-        return str(response["Invalidation"]["Status"])
+        status = str(response["Invalidation"]["Status"])
+        return "Completed" if status.lower() == "completed" else "InProgress"
