@@ -27,13 +27,20 @@ ORIGINALS, DERIVATIVES, AUDIT = "originals", "derivatives", "audit"
 
 @dataclass
 class RecordingCdn:
-    """A CDN that records what it is asked and completes each invalidation on the first read."""
+    """A CDN that records what it is asked and completes each invalidation on the first read.
+
+    Like CloudFront, a reference it has seen answers the invalidation it made then.
+    """
 
     batches: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    references: dict[str, str] = field(default_factory=dict)
 
     def create(self, paths: Sequence[str], reference: str) -> str:
+        if reference in self.references:
+            return self.references[reference]
         inv_id = f"I{len(self.batches)}"
         self.batches.append((inv_id, tuple(paths)))
+        self.references[reference] = inv_id
         return inv_id
 
     def status(self, invalidation_id: str) -> str:
@@ -233,3 +240,11 @@ def test_a_reason_and_an_actor_are_required(world: World) -> None:
     with pytest.raises(TakedownError, match="reason and an actor"):
         _take_down(world, "acme/x", reason="  ")
     assert world.cdn.batches == []
+
+
+def test_a_second_takedown_of_the_same_image_invalidates_again(world: World) -> None:
+    for _ in range(2):
+        world.upload(ImageRef("acme", "again", ContentClass.TAKEDOWN), b"same bytes")
+        _take_down(world, "acme/again", content_class="ugc")
+    # A reused CallerReference would have answered the first invalidation: nothing new sent.
+    assert [b for _, b in world.cdn.batches] == [("/ugc/acme/again/*",), ("/ugc/acme/again/*",)]

@@ -71,6 +71,8 @@ class Deployment:
     render_window_s: float
     where: str
     """For messages: `distribution E123 (bucket names)` or the local stack's URL."""
+    poll_interval_s: float = 5.0
+    """Between status reads: CloudFront takes seconds to minutes; the local stack, a moment."""
 
 
 def _tenants(value: str, name: str) -> frozenset[str]:
@@ -241,4 +243,5 @@ def local_deployment(url: str, *, render_window_s: float | None = None) -> Deplo
         frozenset(tenants) if tenants else None,
         window,
         f"the local stack at {url}",
+        poll_interval_s=0.25,
     )

@@ -450,6 +450,10 @@ def take_down(
         render_window_s=render_window_s,
         policy=service.policy,
     )
+    if not queue.salt:
+        # CloudFront answers a reused CallerReference with the old invalidation: a second
+        # takedown of the same image must make new ones, so each takedown salts its own.
+        queue.salt = report.takedown_id
     if dry_run:
         report.removals = [service.plan(image) for image in target.images]
         report.finished_at = _now().isoformat()

@@ -165,7 +165,9 @@ def _run_one(args: argparse.Namespace) -> int:
             reason=args.reason,
             actor=args.actor,
             service=ports.service,
-            queue=InvalidationQueue(ports.invalidator, poll_interval=args.poll_interval),
+            queue=InvalidationQueue(
+                ports.invalidator, poll_interval=args.poll_interval or ports.poll_interval_s
+            ),
             dry_run=args.dry_run,
             wait=args.wait,
             render_window_s=ports.render_window_s,
@@ -243,7 +245,9 @@ def _run_bulk(args: argparse.Namespace) -> int:
             actor=args.actor,
             service=ports.service,
             queue=InvalidationQueue(
-                ports.invalidator, salt=run_id, poll_interval=args.poll_interval
+                ports.invalidator,
+                salt=run_id,
+                poll_interval=args.poll_interval or ports.poll_interval_s,
             ),
             journal=journal,
             skipped=skipped,
@@ -310,7 +314,9 @@ def configure_takedown(subparsers: Subparsers) -> None:
         help="seconds a render in flight may still write (default: the target's; 35 on AWS)",
     )
     parser.add_argument(
-        "--poll-interval", type=float, default=5.0, help="seconds between status reads (5)"
+        "--poll-interval",
+        type=float,
+        help="seconds between status reads (default 5 on AWS, 0.25 on a local stack)",
     )
     parser.add_argument("--url", default=DEFAULT_URL, help=f"a local stack (default {DEFAULT_URL})")
     parser.set_defaults(run=_run_takedown)
