@@ -192,7 +192,7 @@ def _behavior(
         )
     key_groups = [
         _key_group(resources[logical], resources)
-        for logical in (_ref(group) for group in behavior.get("TrustedKeyGroups", []))
+        for logical in (_ref(group) or "" for group in behavior.get("TrustedKeyGroups", []))
         if logical in resources
     ]
     return {
