@@ -413,6 +413,28 @@ def test_signed_urls_use_each_tenants_own_key_group(synths: Any, full: Template)
         assert "TrustedKeyGroups" not in behavior, pattern
 
 
+def test_each_signed_tenant_outputs_its_public_key_ids(synths: Any, full: Template) -> None:
+    # Signing needs the Key-Pair-Id CloudFront gives each key at deploy: an output per tenant.
+    raw = synths.full.main()
+    keys = {
+        raw["Resources"][logical]["Properties"]["PublicKeyConfig"]["Comment"]: logical
+        for logical in _resources(raw, "AWS::CloudFront::PublicKey")
+    }
+    first = keys["imgcdn tenant acme, key k2026a"]
+    second = keys["imgcdn tenant acme, key k2026b"]
+    full.has_output(
+        "SigningKeyIdsacme",
+        {
+            "Value": {"Fn::Join": ["", ["k2026a=", {"Ref": first}, ",k2026b=", {"Ref": second}]]},
+            "Description": Match.string_like_regexp("acme"),
+        },
+    )
+    assert not [
+        o for o in raw["Outputs"] if o.startswith("SigningKeyIds") and o != "SigningKeyIdsacme"
+    ]
+    assert not [o for o in synths.default.main()["Outputs"] if o.startswith("SigningKeyIds")]
+
+
 def _byte_matches(statement: Any) -> Iterator[dict[str, Any]]:
     if isinstance(statement, dict):
         if "ByteMatchStatement" in statement:

@@ -25,6 +25,7 @@ from pydantic import (
 
 __all__ = [
     "CONTEXT_KEY",
+    "PUBLIC_KEYS_PER_KEY_GROUP",
     "AlarmConfig",
     "BackfillConfig",
     "ConfigError",
@@ -152,6 +153,11 @@ class PublicKeyConfig(BaseModel):
         return value
 
 
+PUBLIC_KEYS_PER_KEY_GROUP = 5
+"""CloudFront's quota "Public keys in a single key group" (docs: cloudfront-limits.html); a
+deploy over it fails late with TooManyPublicKeysInKeyGroup, so the config refuses it first."""
+
+
 class TenantConfig(BaseModel):
     """One tenant: its key prefixes, and optionally signed URLs and hotlink protection (R17)."""
 
@@ -172,6 +178,15 @@ class TenantConfig(BaseModel):
         ids = [key.id for key in value]
         if len(ids) != len(set(ids)):
             msg = f"key ids must be unique; got {ids}"
+            raise ValueError(msg)
+        if len(ids) > PUBLIC_KEYS_PER_KEY_GROUP:
+            extra = ", ".join(repr(i) for i in ids[PUBLIC_KEYS_PER_KEY_GROUP:])
+            msg = (
+                f"{len(ids)} public keys, over CloudFront's quota of {PUBLIC_KEYS_PER_KEY_GROUP} "
+                f"per key group: key {extra} is one too many; allowed: at most "
+                f"{PUBLIC_KEYS_PER_KEY_GROUP} (retire a key no URL is signed with any more, see "
+                "docs/deploy.md, Rotating signing keys)"
+            )
             raise ValueError(msg)
         return value
 

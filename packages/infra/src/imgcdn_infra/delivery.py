@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -36,6 +36,7 @@ __all__ = [
     "FUNCTION_SIZE_LIMIT",
     "SERVER_ERROR_STATUS_CODES",
     "Delivery",
+    "key_ids_output_name",
 ]
 
 CACHE_KEY_QUERY_STRINGS = ("w", "h", "fmt", "q")
@@ -155,7 +156,9 @@ class Delivery(Construct):
             comment="imgcdn: canonical query, fmt=auto, URI -> derivative key (R1-R5)",
         )
         self.headers = self._response_headers()
+        self.public_keys: dict[str, dict[str, cloudfront.PublicKey]] = {}
         self.key_groups = self._key_groups()
+        self._key_id_outputs()
 
         behaviors: dict[str, cloudfront.BehaviorOptions] = {}
         for tenant in config.tenants:
@@ -279,19 +282,37 @@ class Delivery(Construct):
         for tenant in self._config.tenants:
             if not tenant.signed_urls:
                 continue
-            keys = [
-                cloudfront.PublicKey(
+            keys = {
+                key.id: cloudfront.PublicKey(
                     self,
                     f"Key-{tenant.name}-{key.id}",
                     encoded_key=key.pem,
                     comment=f"imgcdn tenant {tenant.name}, key {key.id}",
                 )
                 for key in tenant.signed_urls
-            ]
+            }
+            self.public_keys[tenant.name] = keys
             groups[tenant.name] = cloudfront.KeyGroup(
                 self,
                 f"KeyGroup-{tenant.name}",
-                items=keys,
+                items=list(keys.values()),
                 comment=f"imgcdn tenant {tenant.name}: signed URLs (R17)",
             )
         return groups
+
+    def _key_id_outputs(self) -> None:
+        # A signer needs CloudFront's id of each public key (the URL's Key-Pair-Id), which exists
+        # only after deploy. One stack output per signed tenant, `config id=CloudFront id`,
+        # named at the stack's top level so `aws cloudformation describe-stacks` shows it as is.
+        for tenant, keys in self.public_keys.items():
+            CfnOutput(
+                Stack.of(self),
+                key_ids_output_name(tenant),
+                value=",".join(f"{key_id}={key.public_key_id}" for key_id, key in keys.items()),
+                description=f"imgcdn tenant {tenant}: signing key ids (config id=Key-Pair-Id)",
+            )
+
+
+def key_ids_output_name(tenant: str) -> str:
+    """The stack output holding `tenant`'s public key ids (alphanumeric: `-` becomes `X`)."""
+    return "SigningKeyIds" + tenant.replace("-", "X")

@@ -32,12 +32,14 @@ import structlog
 from imgcdn_local.cache import CachedResponse, EdgeCache, behaviour_for, ttl_for
 from imgcdn_local.invalidations import LocalInvalidations
 from imgcdn_local.queue import PrecomputeQueue, s3_notification
+from imgcdn_local.signed import KeyGroups
 from imgcdn_precompute.events import EventError, parse_notification
 from imgcore import (
     ImageRef,
     ImgcoreError,
     InvalidRequest,
     Policy,
+    SignatureRejected,
     build_url,
     content_version,
     rewrite,
@@ -184,6 +186,7 @@ class Stack:
         cache: EdgeCache | None = None,
         base_url: str = "",
         description: Mapping[str, Any] | None = None,
+        key_groups: KeyGroups | None = None,
     ) -> None:
         """Wire the stack to its stores, the fallback handler and the precompute queue.
 
@@ -200,6 +203,7 @@ class Stack:
         self.invalidations = LocalInvalidations(self.cache)
         self.description = dict(description or {})
         self.base_url = base_url
+        self.key_groups = key_groups or KeyGroups()
         self.counters = Counters()
         self._flight = SingleFlight()
         self._pending = pending_dir
@@ -209,9 +213,25 @@ class Stack:
 
     # -- delivery -----------------------------------------------------------------------------
 
-    async def fetch(self, path: str, query: str, accept: str | None) -> FetchResult:
-        """Answer one viewer request for an image."""
+    async def fetch(
+        self, path: str, query: str, accept: str | None, origin: str | None = None
+    ) -> FetchResult:
+        """Answer one viewer request for an image.
+
+        Args:
+            path: The raw path, as sent.
+            query: The raw query string, as sent.
+            accept: The `Accept` header.
+            origin: The scheme and host the viewer asked (a signed URL covers them); default:
+                the stack's base URL.
+        """
         started = time.perf_counter()
+        url = f"{self.base_url if origin is None else origin}{path}{'?' + query if query else ''}"
+        try:
+            # A trusted key group is checked before the Function and the cache (R17).
+            self.key_groups.check(url, path)
+        except SignatureRejected as exc:
+            return self._count(self._signature_error(exc))
         try:
             derivative = rewrite(path, query, accept, self.policy)
         except InvalidRequest as exc:
@@ -239,6 +259,13 @@ class Stack:
     def _count(self, result: FetchResult) -> FetchResult:
         self.counters.by_status[result.status] = self.counters.by_status.get(result.status, 0) + 1
         return result
+
+    @staticmethod
+    def _signature_error(exc: SignatureRejected) -> FetchResult:
+        # CloudFront's answer to a bad signature is its own 403, never cached.
+        headers = {"content-type": "text/plain; charset=utf-8", "cache-control": "no-store"}
+        body = f"403: {exc}; allowed: a URL signed by one of this tenant's keys\n".encode()
+        return FetchResult(403, headers, body, "Error")
 
     def _function_error(self, exc: InvalidRequest) -> FetchResult:
         headers, body = function_error(exc, self.policy)
