@@ -28,6 +28,7 @@ _STACK_OUTPUTS = {
     "DistributionId": "distribution_id",
     "TakedownQueue": "queue_url",
 }
+_OPTIONAL_OUTPUTS = {"ReplicaBucket": "replica_bucket"}
 
 
 def _stack_outputs(name: str, region: str | None) -> dict[str, str]:
@@ -41,7 +42,11 @@ def _stack_outputs(name: str, region: str | None) -> dict[str, str]:
         msg = f"cannot read stack {name!r}: {exc}; allowed: the name of a deployed imgcdn stack"
         raise TakedownError(msg) from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", ())}
-    found = {field: outputs[key] for key, field in _STACK_OUTPUTS.items() if key in outputs}
+    found = {
+        field: outputs[key]
+        for key, field in {**_STACK_OUTPUTS, **_OPTIONAL_OUTPUTS}.items()
+        if key in outputs
+    }
     missing = [k for k in _STACK_OUTPUTS if k not in outputs]
     if missing:
         msg = f"stack {name!r} has no output {', '.join(missing)}; allowed: an imgcdn stack"
@@ -120,6 +125,7 @@ def _deployment(args: argparse.Namespace) -> Any:
             originals_bucket=args.originals_bucket or named.get("originals_bucket"),
             derivatives_bucket=args.derivatives_bucket or named.get("derivatives_bucket"),
             audit_bucket=args.audit_bucket or named.get("audit_bucket"),
+            replica_bucket=args.replica_bucket or named.get("replica_bucket"),
             distribution_id=args.distribution_id or named.get("distribution_id"),
             tenants=args.tenants.split(",") if args.tenants else None,
             render_window_s=args.render_window,
@@ -306,6 +312,9 @@ def configure_takedown(subparsers: Subparsers) -> None:
     parser.add_argument("--originals-bucket", help="default: IMGCDN_ORIGINALS_BUCKET")
     parser.add_argument("--derivatives-bucket", help="default: IMGCDN_DERIVATIVES_BUCKET")
     parser.add_argument("--audit-bucket", help="default: IMGCDN_AUDIT_BUCKET")
+    parser.add_argument(
+        "--replica-bucket", help="the originals' replica, if replicated (IMGCDN_REPLICA_BUCKET)"
+    )
     parser.add_argument("--distribution-id", help="default: IMGCDN_DISTRIBUTION_ID")
     parser.add_argument("--tenants", help="the deployment's tenants, comma-separated")
     parser.add_argument(
