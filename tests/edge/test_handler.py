@@ -110,7 +110,10 @@ def test_get_renders_stores_and_answers_with_the_same_headers(deployment: Deploy
     assert _close(_centre(data), RED)
     headers = response["headers"]
     assert headers["Content-Type"] == "image/webp"
-    assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert (
+        headers["Cache-Control"] == "public, max-age=31536000, immutable, "
+        "stale-while-revalidate=86400, stale-if-error=604800"
+    )
     assert [t.split(";")[0] for t in headers["Server-Timing"].split(", ")] == [
         "fetch",
         "transform",
@@ -223,7 +226,7 @@ def test_an_output_over_the_response_cap_is_stored_and_redirected(
     assert len(stored.data) * 4 / 3 > 64 * 1024  # it really was over the cap
     assert (stored.info.content_type, stored.info.cache_control) == (
         "image/png",
-        "public, max-age=31536000, immutable",
+        "public, max-age=31536000, immutable, stale-while-revalidate=86400, stale-if-error=604800",
     )
     assert _decode(stored.data).width == 640
 

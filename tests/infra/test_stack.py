@@ -13,6 +13,7 @@ from aws_cdk.assertions import Match, Template
 from imgcdn_infra.nag import flatten_reference
 
 ONE_YEAR = 31_536_000
+STALE_IF_ERROR = 604_800
 FAILOVER = [403, 404, 500, 502, 503, 504]
 ALLOWLIST = ["w", "h", "fmt", "q"]
 
@@ -111,7 +112,9 @@ def test_every_ttl_of_every_behaviour(synth: Any) -> None:
         if pattern.startswith("/ugc/"):
             assert 0 < ttl["DefaultTTL"] <= ttl["MaxTTL"] <= 60, pattern
         else:
-            assert ttl["DefaultTTL"] == ttl["MaxTTL"] == ONE_YEAR, pattern
+            # The max TTL keeps an expired object for its stale windows (a week past max-age).
+            assert ttl["DefaultTTL"] == ONE_YEAR, pattern
+            assert ttl["MaxTTL"] == ONE_YEAR + STALE_IF_ERROR, pattern
         seen.append(pattern)
     assert "/ugc/*" in seen
     assert seen[-1] == "*"

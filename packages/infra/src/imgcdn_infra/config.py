@@ -35,6 +35,7 @@ __all__ = [
     "PrecomputeConfig",
     "PublicKeyConfig",
     "QuotaConfig",
+    "ReplicationConfig",
     "RetentionConfig",
     "TenantConfig",
     "WafConfig",
@@ -299,7 +300,36 @@ class AlarmConfig(BaseModel):
     """Alarm when more than this share of Function URL requests answer 5xx (5-minute windows)."""
     fallback_invocations_per_minute: int = Field(default=100, ge=1)
     """Alarm when the fallback runs more often than this: pre-compute is not covering traffic."""
+    fallback_p99_ms: int | None = Field(default=None, ge=100)
+    """Alarm when the fallback's p99 duration passes this (5-minute windows); None: 80 % of
+    `fallback.timeout_seconds`, the point where renders are close to CloudFront giving up."""
+    backlog_age_seconds: int | None = Field(default=None, ge=60, le=345_600)
+    """Alarm when the oldest upload in the queue is older than this (SQS
+    `ApproximateAgeOfOldestMessage`); None: one visibility timeout, so one retried message
+    does not page but a second retry, or a queue that is not drained, does."""
+    cloudfront_5xx_percent: float = Field(default=1.0, gt=0, le=100)
+    """Alarm when more than this share of viewer requests get a 5xx (CloudFront `5xxErrorRate`,
+    5-minute windows). CloudFront's metrics live in us-east-1: outside it, this alarm and the
+    next go to a small stack there, with its own topic."""
+    additional_metrics: bool = False
+    """Turn on the distribution's additional metrics (a CloudFront monitoring subscription,
+    priced per distribution and month) and alarm on the cache hit ratio."""
+    cache_hit_ratio_percent: float = Field(default=80.0, gt=0, lt=100)
+    """With `additional_metrics`: alarm when the cache hit ratio stays below this for 15
+    minutes (the design aims above 90 %; a launch's cold misses dip below it for minutes)."""
     email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+
+
+class ReplicationConfig(BaseModel):
+    """Cross-Region replication of the originals: the only data that cannot be re-rendered."""
+
+    model_config = _Strict
+
+    region: Region
+    """Where the replica bucket lives; must differ from the deployment's Region."""
+    storage_class: Literal["STANDARD", "STANDARD_IA", "GLACIER_IR"] = "STANDARD_IA"
+    """The replicas' S3 storage class: a copy read only after a Region is lost, so infrequent
+    access by default (30-day minimum, a per-GB charge when the failover reads it)."""
 
 
 class BackfillConfig(BaseModel):
@@ -406,6 +436,8 @@ class InfraConfig(BaseModel):
     backfill: BackfillConfig = BackfillConfig()
     retention: RetentionConfig = RetentionConfig()
     quotas: QuotaConfig = QuotaConfig()
+    replication: ReplicationConfig | None = None
+    """Replicate originals to a bucket in another Region (opt-in); see docs/deploy.md."""
 
     @field_validator("cors_origins")
     @classmethod
@@ -506,6 +538,36 @@ class InfraConfig(BaseModel):
             )
             raise ValueError(msg)
         return self
+
+    @model_validator(mode="after")
+    def _check_resilience(self) -> Self:
+        timeout_ms = self.fallback.timeout_seconds * 1000
+        p99 = self.alarms.fallback_p99_ms
+        if p99 is not None and p99 >= timeout_ms:
+            msg = (
+                f"alarms.fallback_p99_ms: {p99} ms can never be passed: the fallback stops at "
+                f"fallback.timeout_seconds ({timeout_ms} ms); choose less than {timeout_ms}"
+            )
+            raise ValueError(msg)
+        if self.replication is not None and self.replication.region == self.region:
+            msg = (
+                f"replication.region: {self.replication.region} is the deployment's own Region; "
+                "a replica must be in another Region to survive the loss of this one"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def fallback_p99_threshold_ms(self) -> int:
+        """The fallback duration alarm's threshold: the configured one, else 80 % of the timeout."""
+        configured = self.alarms.fallback_p99_ms
+        return configured or self.fallback.timeout_seconds * 800
+
+    @property
+    def backlog_age_threshold_seconds(self) -> int:
+        """The backlog age alarm's threshold: the configured one, else a visibility timeout."""
+        configured = self.alarms.backlog_age_seconds
+        return configured or self.precompute.visibility_timeout_seconds
 
     @property
     def queue_concurrency(self) -> int | None:

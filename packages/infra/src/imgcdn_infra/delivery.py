@@ -136,17 +136,24 @@ class Delivery(Construct):
         if not isinstance(ttl, Mapping):  # pragma: no cover - the policy's schema guarantees it
             msg = "policy.json has no ttl object"
             raise TypeError(msg)
+        # The max TTLs leave room past max-age for each class's stale windows, so that the edge
+        # keeps an expired object long enough to serve it while the origin fails; the takedown
+        # class's sum is at most 60 s (R9), stale or not (imgcore's CacheTtls checks it).
+        immutable_stale = max(
+            int(ttl.get("immutable_stale_while_revalidate", 0)),
+            int(ttl.get("immutable_stale_if_error", 0)),
+        )
         self.standard_cache = self._cache_policy(
             "StandardCachePolicy",
-            "imgcdn standard images: versioned, immutable",
+            "imgcdn standard images: versioned, immutable, stale on origin faults",
             default_ttl=int(ttl["immutable"]),
-            max_ttl=int(ttl["immutable"]),
+            max_ttl=int(ttl["immutable"]) + immutable_stale,
         )
         self.takedown_cache = self._cache_policy(
             "TakedownCachePolicy",
             "imgcdn takedown-eligible images: at most 60 s at the edge (R9)",
             default_ttl=int(ttl["takedown"]),
-            max_ttl=int(ttl["takedown"]),
+            max_ttl=int(ttl["takedown"]) + int(ttl.get("takedown_stale_if_error", 0)),
         )
         self.viewer_request = cloudfront.Function(
             self,
