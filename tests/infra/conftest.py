@@ -97,6 +97,7 @@ def full_context() -> dict[str, Any]:
             "domain": {"names": ["img.acme.example"], "certificate_arn": CERTIFICATE},
             "alarms": {"email": "ops@acme.example", "precompute_render_failures": 3},
             "backfill": {"max_concurrency": 6},
+            "takedown": {"reserved_concurrency": 3, "audit_retention_days": 3653},
             "retention": {"originals_noncurrent_days": 30, "superseded_derivatives_days": 45},
         }
     }

@@ -26,6 +26,7 @@ from imgcdn_infra.nag import suppress_stack_findings
 from imgcdn_infra.operations import Backfill, Operations
 from imgcdn_infra.pipeline import Pipeline
 from imgcdn_infra.storage import Storage
+from imgcdn_infra.takedown import Takedown
 from imgcdn_infra.waf import ImageWebAcl, WebAclStack
 
 __all__ = [
@@ -134,6 +135,24 @@ class ImgcdnStack(Stack):
             "BackfillStateMachine": self.backfill.state_machine.state_machine_arn,
             "AlarmTopic": self.operations.topic.topic_arn,
         }
+        self.takedown: Takedown | None = None
+        if config.takedown.enabled:
+            self.takedown = Takedown(
+                self,
+                "Takedown",
+                config=config,
+                storage=self.storage,
+                assets=assets,
+                distribution=self.delivery.distribution,
+                topic=self.operations.topic,
+            )
+            outputs |= {
+                # `aws sqs send-message --queue-url` takes the URL; IAM policies take the ARN.
+                "TakedownQueue": self.takedown.queue.queue_url,
+                "TakedownQueueArn": self.takedown.queue.queue_arn,
+                "TakedownDeadLetterQueue": self.takedown.dead_letters.queue_url,
+                "AuditBucket": self.takedown.audit.bucket_name,
+            }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
         suppress_stack_findings(self, config)
