@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cdk import CfnOutput
 from aws_cdk.assertions import Match, Template
 
 from imgcdn_infra.config import (
@@ -484,3 +486,24 @@ def test_outputs_name_the_takedown_queue_its_dlq_and_the_audit_bucket(
     template.has_output(
         "AuditBucket", {"Value": {"Ref": _one(raw, "AWS::S3::Bucket", "TakedownAudit")}}
     )
+
+
+# --- Switched off ------------------------------------------------------------------------------
+
+
+def test_takedown_disabled_adds_nothing(tmp_path: Path, workspace: Path) -> None:
+    """`takedown.enabled=false` leaves no queue, worker, audit bucket, alarm or output.
+
+    The stack is only constructed, not synthesized: its construct tree already says it all.
+    """
+    from imgcdn_infra.app import ImgcdnStack, create_app
+    from imgcdn_infra.cli import load_context
+
+    context = {**load_context(workspace), "imgcdn:takedown.enabled": "false"}
+    app = create_app(context, tmp_path, root=workspace, check_assets_current=False)
+    (stack,) = [s for s in app.node.children if isinstance(s, ImgcdnStack)]
+    assert stack.takedown is None
+    assert stack.node.try_find_child("Takedown") is None
+    outputs = {c.node.id for c in stack.node.children if isinstance(c, CfnOutput)}
+    assert "AlarmTopic" in outputs
+    assert not {o for o in outputs if o.startswith("Takedown") or o == "AuditBucket"}
