@@ -104,6 +104,7 @@ def full_context() -> dict[str, Any]:
             },
             "replication": {"region": "eu-central-1"},
             "backfill": {"max_concurrency": 6},
+            "takedown": {"reserved_concurrency": 3, "audit_retention_days": 3653},
             "retention": {"originals_noncurrent_days": 30, "superseded_derivatives_days": 45},
         }
     }

@@ -589,7 +589,7 @@ def test_backfill_and_uploads_never_compete_for_the_reservation(synths: Any) -> 
     """With reserved concurrency, queue share + backfill share <= the reservation."""
     for synth, queue, backfill in ((synths.default, None, 20), (synths.full, 14, 6)):
         raw = synth.main()
-        _, mapping = _one(raw, "AWS::Lambda::EventSourceMapping")
+        _, mapping = _one(raw, "AWS::Lambda::EventSourceMapping", "PipelineWorker")
         scaling = mapping["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency")
         assert scaling == queue, synth.name
         definition = _definition(raw)

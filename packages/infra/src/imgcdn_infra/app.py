@@ -29,6 +29,7 @@ from imgcdn_infra.operations import Backfill, Operations
 from imgcdn_infra.pipeline import Pipeline
 from imgcdn_infra.replication import OriginalsReplication, ReplicaStack, replica_bucket_name
 from imgcdn_infra.storage import Storage
+from imgcdn_infra.takedown import Takedown
 from imgcdn_infra.waf import ImageWebAcl, WebAclStack
 
 __all__ = [
@@ -165,16 +166,37 @@ class ImgcdnStack(Stack):
                 "us-east-1 and the target Region is unknown; set imgcdn.region (or "
                 "CDK_DEFAULT_REGION) to get them",
             )
+        replica: s3.IBucket | None = None
         if replica_bucket_name is not None:
+            replica = s3.Bucket.from_bucket_name(self, "Replica", replica_bucket_name)
             self.replication = OriginalsReplication(
                 self,
                 "Replication",
                 config=config,
                 originals=self.storage.originals,
-                replica=s3.Bucket.from_bucket_name(self, "Replica", replica_bucket_name),
+                replica=replica,
             )
             # `imgcdn takedown --replica-bucket` (IMGCDN_REPLICA_BUCKET) takes this name.
             outputs["ReplicaBucket"] = replica_bucket_name
+        self.takedown: Takedown | None = None
+        if config.takedown.enabled:
+            self.takedown = Takedown(
+                self,
+                "Takedown",
+                config=config,
+                storage=self.storage,
+                assets=assets,
+                distribution=self.delivery.distribution,
+                topic=self.operations.topic,
+                replica=replica,
+            )
+            outputs |= {
+                # `aws sqs send-message --queue-url` takes the URL; IAM policies take the ARN.
+                "TakedownQueue": self.takedown.queue.queue_url,
+                "TakedownQueueArn": self.takedown.queue.queue_arn,
+                "TakedownDeadLetterQueue": self.takedown.dead_letters.queue_url,
+                "AuditBucket": self.takedown.audit.bucket_name,
+            }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
         suppress_stack_findings(self, config)

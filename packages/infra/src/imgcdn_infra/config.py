@@ -37,6 +37,7 @@ __all__ = [
     "QuotaConfig",
     "ReplicationConfig",
     "RetentionConfig",
+    "TakedownConfig",
     "TenantConfig",
     "WafConfig",
     "load_config",
@@ -117,7 +118,9 @@ IAM_INLINE_POLICY_CHARS = 10_240
 # The parts of `_iam_policy_chars`, sized for the precompute role (the larger of the two): per
 # `{class}/{tenant}/` prefix, three object ARNs (read originals, own derivatives, tag them) and
 # two `s3:prefix` conditions; everything else (log and queue statements, ARNs of 63-character
-# names) fits in the fixed part.
+# names) fits in the fixed part. The takedown role holds less per prefix (two object ARNs, one
+# condition) and fits the same fixed part (its audit and distribution ARNs instead of a second
+# list statement), so this bound covers it too (tests/infra/test_takedown.py holds it to that).
 _POLICY_FIXED_CHARS = 1_700
 _POLICY_OBJECT_ARNS = 3
 _POLICY_PREFIX_CONDITIONS = 2
@@ -378,6 +381,34 @@ class RetentionConfig(BaseModel):
         return value
 
 
+class TakedownConfig(BaseModel):
+    """The takedown queue (+ DLQ), the worker that erases one image per message, its audit bucket.
+
+    Requests arrive on the queue (`imgcdn takedown --submit`, or `aws sqs send-message`); each is
+    one erasure (R10): originals and derivatives deleted, wildcard invalidations issued, an audit
+    record written to a bucket that refuses deletes.
+    """
+
+    model_config = _Strict
+
+    enabled: bool = True
+    """Deploy the queue, the worker, the audit bucket and the DLQ alarm."""
+    audit_retention_days: int = Field(default=2557, ge=1, le=36500)
+    """Days each audit record is locked (S3 Object Lock, governance mode), then expired.
+
+    7 years (2557 days, as CloudWatch Logs counts them) by default: an erasure may be questioned
+    by a regulator or in court for years after it ran, and the common civil limitation periods
+    (3 to 6 years, counted from the end of a year) end inside it. S3 allows at most 100 years.
+    """
+    reserved_concurrency: int = Field(default=2, ge=2, le=15)
+    """Takedowns running at once (also the queue's event-source maximum concurrency).
+
+    CloudFront keeps at most 15 wildcard invalidation paths in progress per distribution and
+    each takedown issues several, so more workers would only throttle one another; SQS event
+    sources start at least 2.
+    """
+
+
 class QuotaConfig(BaseModel):
     """The account's adjustable AWS quotas that the tenant list is checked against."""
 
@@ -438,6 +469,7 @@ class InfraConfig(BaseModel):
     quotas: QuotaConfig = QuotaConfig()
     replication: ReplicationConfig | None = None
     """Replicate originals to a bucket in another Region (opt-in); see docs/deploy.md."""
+    takedown: TakedownConfig = TakedownConfig()
 
     @field_validator("cors_origins")
     @classmethod
