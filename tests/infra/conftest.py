@@ -98,6 +98,7 @@ def full_context() -> dict[str, Any]:
             "alarms": {"email": "ops@acme.example", "precompute_render_failures": 3},
             "backfill": {"max_concurrency": 6},
             "retention": {"originals_noncurrent_days": 30, "superseded_derivatives_days": 45},
+            "probes": {"direct_requests_threshold": 25, "reserved_concurrency": 2},
         }
     }
 
