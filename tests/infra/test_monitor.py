@@ -99,7 +99,14 @@ def test_the_monitor_may_read_the_s3_access_logs_and_nothing_else(template: Temp
     role = template.to_json()["Resources"][role_id]
     (policy,) = role["Properties"]["Policies"]
     statements = policy["PolicyDocument"]["Statement"]
-    assert [s["Sid"] for s in statements] == ["WriteOwnLogs", "ReadS3AccessLogs"]
+    assert [s["Sid"] for s in statements] == [
+        "WriteOwnLogs",
+        "ReadS3AccessLogs",
+        "SendUnscannedEvents",
+    ]
+    (send,) = [s for s in statements if s["Sid"] == "SendUnscannedEvents"]
+    assert send["Action"] == "sqs:SendMessage"
+    assert send["Resource"]["Fn::GetAtt"][0].startswith("ProbesDeadLetters")
     (read,) = [s for s in statements if s["Sid"] == "ReadS3AccessLogs"]
     assert read["Action"] == "s3:GetObject"
     bucket, suffix = read["Resource"]["Fn::Join"][1]
@@ -136,6 +143,38 @@ def test_alarms_fire_over_the_configured_thresholds_and_notify_the_topic(
         )
 
 
+def test_events_the_monitor_gives_up_on_wait_in_its_dlq_and_page(template: Template) -> None:
+    dlq = {"Fn::GetAtt": [Match.string_like_regexp("^ProbesDeadLetters"), "Arn"]}
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Handler": HANDLER, "DeadLetterConfig": {"TargetArn": dlq}},
+    )
+    template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "MessageRetentionPeriod": 14 * 24 * 3600,
+            "SqsManagedSseEnabled": True,
+        },
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Dimensions": [
+                {
+                    "Name": "QueueName",
+                    "Value": {
+                        "Fn::GetAtt": [Match.string_like_regexp("^ProbesDeadLetters"), "QueueName"]
+                    },
+                }
+            ],
+            "Threshold": 0,
+            "AlarmActions": [{"Ref": Match.string_like_regexp("^OperationsAlarms")}],
+        },
+    )
+
+
 def test_the_log_bucket_is_an_output(template: Template) -> None:
     template.has_output(
         "AccessLogBucket", {"Value": {"Ref": Match.string_like_regexp("^StorageLogBucket")}}
@@ -167,3 +206,17 @@ def test_probes_config_names_the_bad_key() -> None:
         load_config({"imgcdn": {**base, "probes": {"direct_requests_threshold": -1}}})
     with pytest.raises(ConfigError, match=r"imgcdn\.probes\.treshold: Extra inputs"):
         load_config({"imgcdn": {**base, "probes": {"treshold": 3}}})
+
+
+def test_the_infra_wiring_names_what_the_handler_reads_and_writes() -> None:
+    """infra may not import the ops package, so its copies of the names are held here."""
+    from imgcdn_aws.emf import NAMESPACE
+    from imgcdn_infra import monitor as infra
+    from imgcdn_ops import probes
+
+    module, _, name = infra.HANDLER.rpartition(".")
+    assert module == probes.__name__
+    assert callable(getattr(probes, name))
+    assert infra.ACCOUNTS_ENV == probes.ACCOUNTS_ENV
+    assert infra.METRICS_NAMESPACE == NAMESPACE
+    assert infra.ACCESS_LOG_PREFIX == "s3/"

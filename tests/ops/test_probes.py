@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +177,23 @@ def test_settings_name_the_bad_variable() -> None:
         ProbeSettings.from_env({probes.ACCOUNTS_ENV: "12345"})
     with pytest.raises(ConfigError, match="IMGCDN_S3_ENDPOINT"):
         ProbeSettings.from_env({"IMGCDN_S3_ENDPOINT": "ftp://x"})
+
+
+def test_a_storage_fault_is_raised_so_lambda_retries_then_dead_letters() -> None:
+    from imgcdn_aws.emf import Metrics
+    from imgcdn_ops.accesslogs import Classifier
+    from imgcore.storage import StorageFault, StoredObject
+
+    class Faulty:
+        def get(
+            self, key: str, *, max_bytes: int | None = None, version_id: str | None = None
+        ) -> StoredObject:
+            raise StorageFault(f"S3 {LOG_BUCKET}/{key}: SlowDown")
+
+    out = io.StringIO()
+    monitor = probes.ProbeMonitor(
+        lambda _bucket: Faulty(), metrics=Metrics(out), classifier=Classifier()
+    )
+    with pytest.raises(StorageFault, match="SlowDown"):
+        monitor.scan_object(LOG_BUCKET, LOG_KEY)
+    assert out.getvalue() == ""

@@ -4,7 +4,8 @@ The originals and derivatives buckets deliver their server access logs to the lo
 `s3/` (storage.py). Each new log object notifies the monitor Lambda (`imgcdn_ops.probes`, in the
 `ops` bundle), which counts the requests that came neither through CloudFront nor from the
 stack's own roles (`DirectRequests`, `DirectErrors`) and the probe-like keys (`FlaggedKeys`),
-per bucket, as EMF. Two alarms notify the operations topic.
+per bucket, as EMF. Alarms on those two and on the monitor's own DLQ (events it gave up on)
+notify the operations topic.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from imgcdn_infra.assets import BuiltAssets
@@ -38,6 +40,8 @@ ACCOUNTS_ENV = "IMGCDN_PROBES_ACCOUNTS"
 METRICS_NAMESPACE = "imgcdn"
 """The EMF namespace the Lambdas write (imgcdn_aws.emf.NAMESPACE; infra may not import it)."""
 PERIOD = Duration.minutes(5)
+DLQ_RETENTION = Duration.days(14)
+"""SQS's maximum: two weeks to notice the alarm and re-run the events."""
 
 
 def _total(name: str, label: str) -> cloudwatch.IMetric:
@@ -55,14 +59,24 @@ def _total(name: str, label: str) -> cloudwatch.IMetric:
     )
 
 
-def read_logs_statements(log_bucket: s3.IBucket) -> list[iam.PolicyStatement]:
-    """The monitor reads the S3 access logs and nothing else (not the CloudFront logs)."""
+def read_logs_statements(
+    log_bucket: s3.IBucket, dead_letters: sqs.IQueue
+) -> list[iam.PolicyStatement]:
+    """The monitor's S3 and SQS rights: read the S3 access logs (not CloudFront's), fill its DLQ.
+
+    Lambda sends an event it gave up on to the DLQ with the function's own role.
+    """
     return [
         iam.PolicyStatement(
             sid="ReadS3AccessLogs",
             actions=["s3:GetObject"],
             resources=[log_bucket.arn_for_objects(f"{ACCESS_LOG_PREFIX}*")],
-        )
+        ),
+        iam.PolicyStatement(
+            sid="SendUnscannedEvents",
+            actions=["sqs:SendMessage"],
+            resources=[dead_letters.queue_arn],
+        ),
     ]
 
 
@@ -88,7 +102,16 @@ class ProbeMonitor(Construct):
             retention=log_retention(config.retention.log_days),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.statements = read_logs_statements(storage.log_bucket)
+        # S3 invokes the function asynchronously: Lambda retries a failed event twice (a storage
+        # fault), then hands it to this queue, so no log object goes unscanned unnoticed.
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=DLQ_RETENTION,
+        )
+        self.statements = read_logs_statements(storage.log_bucket, self.dead_letters)
         role = lambda_role(
             self,
             "Role",
@@ -113,6 +136,13 @@ class ProbeMonitor(Construct):
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
         )
+        # Set on the resource rather than with `dead_letter_queue=`, which would attach a
+        # second, generated policy to the role; its one statement is written out above.
+        function = self.function.node.default_child
+        if isinstance(function, lambda_.CfnFunction):
+            function.dead_letter_config = lambda_.CfnFunction.DeadLetterConfigProperty(
+                target_arn=self.dead_letters.queue_arn
+            )
         storage.log_bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
             s3n.LambdaDestination(self.function),
@@ -140,6 +170,17 @@ class ProbeMonitor(Construct):
                 "Requests with probe-like keys (path traversal, encoded separators, control "
                 "characters) reached the buckets: the monitor's probe_flagged log lines name "
                 "each request, its source and the reasons.",
+            ),
+            self._alarm(
+                "Unscanned",
+                self.dead_letters.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                0,
+                topic,
+                "The probe monitor gave up on access log objects (S3 faults after Lambda's "
+                "retries); their events wait in its DLQ: re-invoke the function with each "
+                "message body once S3 is healthy.",
             ),
         ]
         if dashboard is not None:
