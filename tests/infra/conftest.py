@@ -106,6 +106,7 @@ def full_context() -> dict[str, Any]:
             "backfill": {"max_concurrency": 6},
             "takedown": {"reserved_concurrency": 3, "audit_retention_days": 3653},
             "retention": {"originals_noncurrent_days": 30, "superseded_derivatives_days": 45},
+            "probes": {"direct_requests_threshold": 25, "reserved_concurrency": 2},
         }
     }
 

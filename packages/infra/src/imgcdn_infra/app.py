@@ -24,6 +24,7 @@ from imgcdn_infra.assets import AssetError, BuiltAssets, workspace_root
 from imgcdn_infra.config import STANDARD_PREFIX, ConfigError, InfraConfig, load_config
 from imgcdn_infra.delivery import FUNCTION_SIZE_LIMIT, Delivery
 from imgcdn_infra.edge_alarms import EdgeAlarms, EdgeAlarmsStack, additional_metrics
+from imgcdn_infra.monitor import ProbeMonitor
 from imgcdn_infra.nag import suppress_stack_findings
 from imgcdn_infra.operations import Backfill, Operations
 from imgcdn_infra.pipeline import Pipeline
@@ -137,6 +138,19 @@ class ImgcdnStack(Stack):
             distribution=self.delivery.distribution,
             backfill=self.backfill.state_machine,
         )
+        self.probes: ProbeMonitor | None = None
+        if config.probes.enabled:
+            self.probes = ProbeMonitor(
+                self,
+                "Probes",
+                config=config,
+                storage=self.storage,
+                assets=assets,
+                topic=self.operations.topic,
+                dashboard=self.operations.dashboard,
+            )
+        # `aws s3 sync s3://<AccessLogBucket>/s3/ logs/ && imgcdn logs scan logs/`
+        CfnOutput(self, "AccessLogBucket", value=self.storage.log_bucket.bucket_name)
         outputs = {
             "DistributionDomainName": self.delivery.distribution.distribution_domain_name,
             "DistributionId": self.delivery.distribution.distribution_id,

@@ -33,6 +33,7 @@ __all__ = [
     "FallbackConfig",
     "InfraConfig",
     "PrecomputeConfig",
+    "ProbesConfig",
     "PublicKeyConfig",
     "QuotaConfig",
     "ReplicationConfig",
@@ -420,6 +421,29 @@ class QuotaConfig(BaseModel):
     """CloudFront's "cache behaviors per distribution" (75 unless you had it raised)."""
 
 
+class ProbesConfig(BaseModel):
+    """The probe monitor: a Lambda over the buckets' S3 access logs, and its two alarms.
+
+    Direct requests are the ones that came neither through CloudFront (OAC) nor from the stack's
+    own roles: browsers with expired pre-signed URLs, scanners, probes. Each alarm counts over
+    5 minutes of log objects *delivered* (S3 delivers access logs late, typically within an
+    hour), not of requests made.
+    """
+
+    model_config = _Strict
+
+    enabled: bool = True
+    direct_requests_threshold: int = Field(default=10, ge=0)
+    """Alarm when more than this many direct requests are logged in 5 minutes."""
+    flagged_threshold: int = Field(default=0, ge=0)
+    """Alarm when more than this many requests with a probe-like key (path traversal, encoded
+    separators, control characters) are logged in 5 minutes."""
+    memory_mb: int = Field(default=512, ge=128, le=10240)
+    timeout_seconds: int = Field(default=120, ge=10, le=900)
+    reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    """Caps concurrent log scans; None: unreserved."""
+
+
 def _iam_policy_chars(tenant_names: tuple[str, ...], prefixes: tuple[str, ...]) -> int:
     """An upper bound of the largest Lambda role's inline policy, in IAM's non-blank characters.
 
@@ -470,6 +494,7 @@ class InfraConfig(BaseModel):
     replication: ReplicationConfig | None = None
     """Replicate originals to a bucket in another Region (opt-in); see docs/deploy.md."""
     takedown: TakedownConfig = TakedownConfig()
+    probes: ProbesConfig = ProbesConfig()
 
     @field_validator("cors_origins")
     @classmethod
