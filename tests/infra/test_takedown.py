@@ -250,6 +250,16 @@ def test_the_role_erases_tenant_prefixes_invalidates_this_distribution_writes_au
         distribution_arn,
     ), distribution_arn
 
+    # With cross-Region replication (`full`), the originals' replica is erased too: S3 never
+    # replicates the deletion of a version.
+    worker = raw["Resources"][_one(raw, "AWS::Lambda::Function", "TakedownWorker")]["Properties"]
+    replica_name = worker["Environment"]["Variables"].get("IMGCDN_REPLICA_BUCKET")
+    assert (replica_name is not None) == (synth.name == "full")
+    buckets = [originals, derivatives]
+    if replica_name is not None:
+        (replica,) = set(statements["ListImageVersions"]["resources"]) - set(buckets)
+        assert replica.endswith(":s3:::" + flatten_reference(replica_name)), replica
+        buckets.append(replica)
     assert statements == {
         "WriteOwnLogs": {
             "effect": "Allow",
@@ -260,13 +270,13 @@ def test_the_role_erases_tenant_prefixes_invalidates_this_distribution_writes_au
         "EraseImages": {
             "effect": "Allow",
             "actions": erase,
-            "resources": sorted(f"{b}/{p}*" for b in (originals, derivatives) for p in prefixes),
+            "resources": sorted(f"{b}/{p}*" for b in buckets for p in prefixes),
             "condition": None,
         },
         "ListImageVersions": {
             "effect": "Allow",
             "actions": ["s3:ListBucket", "s3:ListBucketVersions"],
-            "resources": sorted([originals, derivatives]),
+            "resources": sorted(buckets),
             "condition": listing,
         },
         "WriteAuditRecords": {
@@ -345,21 +355,31 @@ def _worst_case(raw: dict[str, Any], value: Any) -> Any:
 def test_the_tenant_quota_check_bounds_the_takedown_role(synths: Any) -> None:
     """The config's IAM budget covers this role too, for every tenant count it admits.
 
-    The bound grows per prefix by three object ARNs and two conditions; this role holds two of
-    each. The role fits the bound for one tenant (`default`) and for three (`full`), and grows
-    from one to the other by no more than the bound does, so it fits for any count the config
-    admits (and the config refuses every count whose bound passes IAM's limit).
+    The bound grows per `{class}/{tenant}/` prefix by three object ARNs and two conditions. In
+    this role each prefix appears at most that often (an object ARN per erased bucket: two, or
+    three with the replica of `full`; one listing condition), so per prefix the role grows no
+    faster than the bound; and it fits the bound for one tenant (`default`) and for three with
+    replication (`full`), so it fits for any count the config admits (the config refuses every
+    count whose bound passes IAM's limit).
     """
-    sizes, bounds = [], []
     for synth in (synths.default, synths.full):
         raw = synth.main()
         policies = _worst_case(raw, _role(raw)["Policies"])
-        sizes.append(len(json.dumps(policies, separators=(",", ":"))))
-        bounds.append(_iam_policy_chars(synth.tenants, ("img", "ugc")))
+        text = json.dumps(policies, separators=(",", ":"))
+        assert len(text) <= _iam_policy_chars(synth.tenants, ("img", "ugc"))
+        statements = policies[0]["PolicyDocument"]["Statement"]
+        for prefix in (f"{c}/{t}/" for t in synth.tenants for c in ("img", "ugc")):
+            arns = sum(
+                1
+                for st in statements
+                for r in _as_list(st["Resource"])
+                if r.endswith(f"/{prefix}*")
+            )
+            conditions = text.count(f'"{prefix}*"')
+            assert arns <= 3, (synth.name, prefix, arns)
+            assert conditions <= 2, (synth.name, prefix, conditions)
     assert len(synths.full.tenants) > len(synths.default.tenants)
-    assert sizes[0] <= bounds[0]
-    assert sizes[1] <= bounds[1] <= IAM_INLINE_POLICY_CHARS
-    assert sizes[1] - sizes[0] <= bounds[1] - bounds[0]
+    assert _iam_policy_chars(synths.full.tenants, ("img", "ugc")) <= IAM_INLINE_POLICY_CHARS
 
 
 # --- The audit bucket ------------------------------------------------------------------------
