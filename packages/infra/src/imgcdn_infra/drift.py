@@ -216,7 +216,8 @@ class DriftCheck(Construct):
                 topic,
                 f"The live CloudFront distribution differs from the {stack.stack_name} stack's "
                 "template (an edit outside CloudFormation): the drift check's log lists every "
-                "field; redeploy, or bring the change into the code.",
+                "field. Undo the edit, or bring it into the code and deploy (an unchanged "
+                "template deploys nothing).",
             ),
             self._alarm(
                 "DriftCheckFailed",
