@@ -14,11 +14,21 @@ import pytest
 
 import imgcdn_aws
 import imgcdn_edge
+import imgcdn_ops
 
 RULES = {
-    "imgcdn_edge": (Path(imgcdn_edge.__file__).resolve().parent, ("imgcdn_precompute",)),
+    "imgcdn_edge": (
+        Path(imgcdn_edge.__file__).resolve().parent,
+        ("imgcdn_precompute", "imgcdn_ops"),
+    ),
     "imgcdn_aws": (
         Path(imgcdn_aws.__file__).resolve().parent,
+        ("imgcdn_precompute", "imgcdn_edge", "imgcdn_local", "imgcdn_infra", "imgcdn_ops"),
+    ),
+    # Operations run after deploy: they use the shared adapters, never a Lambda's package, and
+    # nothing of the request path imports them.
+    "imgcdn_ops": (
+        Path(imgcdn_ops.__file__).resolve().parent,
         ("imgcdn_precompute", "imgcdn_edge", "imgcdn_local", "imgcdn_infra"),
     ),
 }

@@ -2,7 +2,9 @@
 
 `default` is exactly what packages/infra/cdk.json deploys; `full` turns every optional feature
 on (per-tenant signed URLs, WAF in its us-east-1 stack, a custom domain, reserved concurrency
-shared by the queue and the backfill) and runs on x86_64, the architecture cdk.json does not.
+shared by the queue and the backfill, the CloudFront alarms in their us-east-1 stack with the
+additional metrics, the originals replicated to eu-central-1) and runs on x86_64, the
+architecture cdk.json does not.
 The assets come from `packages/infra/scripts/build-assets.sh`, which the test command runs first.
 """
 
@@ -96,9 +98,16 @@ def full_context() -> dict[str, Any]:
             "fallback": {"reserved_concurrency": 50, "timeout_seconds": 60},
             "waf": {"enabled": True, "rate_limit": 5000},
             "domain": {"names": ["img.acme.example"], "certificate_arn": CERTIFICATE},
-            "alarms": {"email": "ops@acme.example", "precompute_render_failures": 3},
+            "alarms": {
+                "email": "ops@acme.example",
+                "precompute_render_failures": 3,
+                "additional_metrics": True,
+            },
+            "replication": {"region": "eu-central-1"},
             "backfill": {"max_concurrency": 6},
+            "takedown": {"reserved_concurrency": 3, "audit_retention_days": 3653},
             "retention": {"originals_noncurrent_days": 30, "superseded_derivatives_days": 45},
+            "probes": {"direct_requests_threshold": 25, "reserved_concurrency": 2},
         }
     }
 

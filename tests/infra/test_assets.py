@@ -12,7 +12,11 @@ from imgcdn_infra.assets import FUNCTIONS, AssetError, BuiltAssets, LambdaFuncti
 
 UNZIPPED_LIMIT = 250 * 1024 * 1024
 ELF_MACHINE = {"arm64": 0xB7, "x86_64": 0x3E}
-SOURCE = {"precompute": "packages/precompute/src", "edge": "packages/edge/src"}
+SOURCE = {
+    "precompute": "packages/precompute/src",
+    "edge": "packages/edge/src",
+    "ops": "packages/ops/src",
+}
 
 
 def _built(assets_dir: Path) -> list[tuple[str, LambdaFunction, Path]]:
@@ -69,8 +73,13 @@ def test_each_bundle_holds_the_shared_adapters_and_not_the_other_lambda(
 ) -> None:
     _, function, folder = built
     assert (folder / "imgcdn_aws" / "s3.py").is_file()
-    other = {"edge": "imgcdn_precompute", "precompute": "imgcdn_edge"}[function.name]
-    assert not (folder / other).exists(), f"the {function.name} bundle carries {other}"
+    others = {
+        "edge": ("imgcdn_precompute", "imgcdn_ops"),
+        "precompute": ("imgcdn_edge", "imgcdn_ops"),
+        "ops": ("imgcdn_precompute", "imgcdn_edge"),
+    }[function.name]
+    for other in others:
+        assert not (folder / other).exists(), f"the {function.name} bundle carries {other}"
 
 
 def test_no_tests_caches_or_install_bookkeeping(built: tuple[str, LambdaFunction, Path]) -> None:

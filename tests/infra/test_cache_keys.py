@@ -99,3 +99,52 @@ def test_render_without_a_mode_prints_the_composition(
         "*",
     ]
     assert rendered["ImgcdnFull"]["DeliveryDistribution45EACD51"]["/img/acme/*"]["signed_urls"]
+
+
+def _with_function_code(templates: dict[str, Any], edit: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(templates)
+    for template in changed.values():
+        for resource in template["Resources"].values():
+            if resource["Type"] == "AWS::CloudFront::Function":
+                properties = resource["Properties"]
+                properties["FunctionCode"] = edit(properties["FunctionCode"])
+    return changed
+
+
+def test_a_function_whose_rewrite_drops_h_fails_the_snapshot(synths: Any) -> None:
+    # The cache policy is the same, the key is not: `h` no longer reaches the derivative URI.
+    templates = synths.default.templates
+    before = cache_keys.to_text(cache_keys.render(templates))
+    push_h = "parts.push('h' + h);"
+    dropped = _with_function_code(templates, lambda code: code.replace(push_h, ""))
+    assert dropped != templates  # the edit really changed the Function
+    delta = cache_keys.diff(before, cache_keys.to_text(cache_keys.render(dropped)))
+    removed = [line for line in delta.splitlines() if line.startswith("-")]
+    added = [line for line in delta.splitlines() if line.startswith("+")]
+    assert any("/0123456789abcdef/w320-h160-q70.webp" in line for line in removed)
+    assert any("/0123456789abcdef/w320-q70.webp" in line for line in added)
+    assert any('"code_sha256"' in line for line in added)
+
+
+def test_the_snapshot_holds_the_functions_hash_and_what_it_writes(snapshot: Path) -> None:
+    behaviours = next(iter(next(iter(json.loads(snapshot.read_text("utf-8")).values())).values()))
+    for composition in behaviours.values():
+        [function] = composition["functions"]
+        assert len(function["code_sha256"]) == 64
+        first = function["writes"][0]
+        assert first["query"] == "w=287&h=100&fmt=webp&q=61&utm_source=x"
+        assert first["uri"].endswith("/w320-h160-q70.webp")
+        assert first["query_left"] == []  # R1: nothing else reaches the cache key or the origin
+
+
+def test_signed_behaviours_show_their_trusted_key_groups(synths: Any) -> None:
+    rendered = cache_keys.render_assembly(synths.full.outdir)
+    behaviours = rendered["ImgcdnFull"]["DeliveryDistribution45EACD51"]
+    acme = {
+        "comment": "imgcdn tenant acme: signed URLs (R17)",
+        "public_keys": ["imgcdn tenant acme, key k2026a", "imgcdn tenant acme, key k2026b"],
+    }
+    assert behaviours["/img/acme/*"]["trusted_key_groups"] == [acme]
+    assert behaviours["/ugc/acme/*"]["trusted_key_groups"] == [acme]
+    assert behaviours["/ugc/*"]["trusted_key_groups"] == []
+    assert behaviours["*"]["trusted_key_groups"] == []

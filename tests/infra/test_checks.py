@@ -62,18 +62,27 @@ def test_optional_features_remove_their_acknowledgements(synths: Any) -> None:
     assert not {"AwsSolutions-CFR2", "AwsSolutions-CFR4"} & full
 
 
+# The Region of each helper stack of the full synth (CloudFront's, the replica's); the rest are
+# linted for eu-west-1.
+_STACK_REGIONS = {"-Waf": "us-east-1", "-EdgeAlarms": "us-east-1", "-Replica": "eu-central-1"}
+
+
 def _templates(synths: Any) -> list[tuple[Path, str]]:
     found = []
     for synth in synths.each():
         for path in sorted(synth.outdir.glob("*.template.json")):
-            region = "us-east-1" if path.name.endswith("-Waf.template.json") else "eu-west-1"
+            stack = path.name.removesuffix(".template.json")
+            region = next(
+                (r for suffix, r in _STACK_REGIONS.items() if stack.endswith(suffix)), "eu-west-1"
+            )
             found.append((path, region))
     return found
 
 
 def test_cfn_lint_passes_on_every_template(synths: Any) -> None:
     templates = _templates(synths)
-    assert len(templates) == 3  # default, full, full's us-east-1 WAF stack
+    # default; full, and its us-east-1 WAF and CloudFront-alarm stacks and its replica stack.
+    assert len(templates) == 5
     problems = []
     for path, region in templates:
         config = ManualArgs(regions=[region], ignore_checks=sorted(IGNORED_LINT_CHECKS))

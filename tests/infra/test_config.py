@@ -269,3 +269,15 @@ def test_superseded_derivatives_days_is_validated() -> None:
     assert load_config({"imgcdn": TENANTS}).retention.superseded_derivatives_days == 30
     with pytest.raises(ConfigError, match=r"imgcdn\.retention\.superseded_derivatives_days"):
         load_config({"imgcdn": TENANTS, "imgcdn:retention.superseded_derivatives_days": "0"})
+
+
+def test_a_key_group_holds_at_most_five_public_keys_and_the_message_names_the_extra_key() -> None:
+    # CloudFront's quota "Public keys in a single key group" is 5.
+    keys = [{"id": f"k{i}", "pem": PEM} for i in range(1, 6)]
+    load_config({"imgcdn": {"tenants": [{"name": "acme", "signed_urls": keys}]}})
+    six = [*keys, {"id": "k2027", "pem": PEM}]
+    with pytest.raises(ConfigError) as caught:
+        load_config({"imgcdn": {"tenants": [{"name": "acme", "signed_urls": six}]}})
+    message = str(caught.value)
+    for needle in ("tenants.0.signed_urls", "6 public keys", "quota of 5", "key 'k2027'"):
+        assert needle in message

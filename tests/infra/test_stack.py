@@ -13,6 +13,7 @@ from aws_cdk.assertions import Match, Template
 from imgcdn_infra.nag import flatten_reference
 
 ONE_YEAR = 31_536_000
+STALE_IF_ERROR = 604_800
 FAILOVER = [403, 404, 500, 502, 503, 504]
 ALLOWLIST = ["w", "h", "fmt", "q"]
 
@@ -111,7 +112,9 @@ def test_every_ttl_of_every_behaviour(synth: Any) -> None:
         if pattern.startswith("/ugc/"):
             assert 0 < ttl["DefaultTTL"] <= ttl["MaxTTL"] <= 60, pattern
         else:
-            assert ttl["DefaultTTL"] == ttl["MaxTTL"] == ONE_YEAR, pattern
+            # The max TTL keeps an expired object for its stale windows (a week past max-age).
+            assert ttl["DefaultTTL"] == ONE_YEAR, pattern
+            assert ttl["MaxTTL"] == ONE_YEAR + STALE_IF_ERROR, pattern
         seen.append(pattern)
     assert "/ugc/*" in seen
     assert seen[-1] == "*"
@@ -413,6 +416,28 @@ def test_signed_urls_use_each_tenants_own_key_group(synths: Any, full: Template)
         assert "TrustedKeyGroups" not in behavior, pattern
 
 
+def test_each_signed_tenant_outputs_its_public_key_ids(synths: Any, full: Template) -> None:
+    # Signing needs the Key-Pair-Id CloudFront gives each key at deploy: an output per tenant.
+    raw = synths.full.main()
+    keys = {
+        raw["Resources"][logical]["Properties"]["PublicKeyConfig"]["Comment"]: logical
+        for logical in _resources(raw, "AWS::CloudFront::PublicKey")
+    }
+    first = keys["imgcdn tenant acme, key k2026a"]
+    second = keys["imgcdn tenant acme, key k2026b"]
+    full.has_output(
+        "SigningKeyIdsacme",
+        {
+            "Value": {"Fn::Join": ["", ["k2026a=", {"Ref": first}, ",k2026b=", {"Ref": second}]]},
+            "Description": Match.string_like_regexp("acme"),
+        },
+    )
+    assert not [
+        o for o in raw["Outputs"] if o.startswith("SigningKeyIds") and o != "SigningKeyIdsacme"
+    ]
+    assert not [o for o in synths.default.main()["Outputs"] if o.startswith("SigningKeyIds")]
+
+
 def _byte_matches(statement: Any) -> Iterator[dict[str, Any]]:
     if isinstance(statement, dict):
         if "ByteMatchStatement" in statement:
@@ -564,7 +589,7 @@ def test_backfill_and_uploads_never_compete_for_the_reservation(synths: Any) -> 
     """With reserved concurrency, queue share + backfill share <= the reservation."""
     for synth, queue, backfill in ((synths.default, None, 20), (synths.full, 14, 6)):
         raw = synth.main()
-        _, mapping = _one(raw, "AWS::Lambda::EventSourceMapping")
+        _, mapping = _one(raw, "AWS::Lambda::EventSourceMapping", "PipelineWorker")
         scaling = mapping["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency")
         assert scaling == queue, synth.name
         definition = _definition(raw)

@@ -13,6 +13,7 @@ from imgcdn_local.cache import (
     EdgeCache,
     behaviour_for,
     parse_cache_control,
+    stale_if_error_for,
     ttl_for,
 )
 from imgcdn_local.stack import SingleFlight
@@ -23,7 +24,10 @@ TAKEDOWN = behaviour_for("/ugc/acme/x/0123456789abcdef/w320-q80.webp", DEFAULT_P
 
 
 def test_behaviours_come_from_the_policy() -> None:
-    assert (STANDARD.min_ttl, STANDARD.max_ttl) == (0, DEFAULT_POLICY.ttl.immutable)
+    ttl = DEFAULT_POLICY.ttl
+    # The max TTL leaves room for the stale windows past max-age (the CDK app builds the same).
+    assert (STANDARD.min_ttl, STANDARD.default_ttl) == (0, ttl.immutable)
+    assert STANDARD.max_ttl == ttl.immutable + ttl.immutable_stale_if_error
     assert (TAKEDOWN.min_ttl, TAKEDOWN.default_ttl, TAKEDOWN.max_ttl) == (0, 60, 60)
 
 
@@ -156,3 +160,38 @@ def test_errors_follow_cloudfronts_error_caching(
 
 def test_an_error_is_never_cached_past_the_behaviours_max_ttl() -> None:
     assert ttl_for("public, max-age=600", TAKEDOWN, 404) == TAKEDOWN.max_ttl == 60
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "status", "window"),
+    [
+        ("public, max-age=60, stale-if-error=600", 200, 600),
+        ("public, max-age=60", 200, 0),
+        ("public, max-age=60, stale-if-error=600", 404, 0),  # errors are never served stale
+        ("no-store, stale-if-error=600", 200, 0),  # not kept at all
+        # Never past the behaviour's max TTL: max-age took it all.
+        ("public, max-age=99999999999, stale-if-error=600", 200, 0),
+    ],
+)
+def test_stale_if_error_window(cache_control: str, status: int, window: int) -> None:
+    assert stale_if_error_for(cache_control, STANDARD, status) == window
+
+
+def test_takedown_stale_window_is_capped_by_its_max_ttl() -> None:
+    # The default takedown behaviour leaves nothing past max-age=60 (R9).
+    assert stale_if_error_for("public, max-age=60, stale-if-error=30", TAKEDOWN) == 0
+    assert stale_if_error_for("public, max-age=40, stale-if-error=30", TAKEDOWN) == 20
+
+
+def test_an_expired_entry_is_kept_for_its_stale_window_only() -> None:
+    now = [0.0]
+    cache = EdgeCache(clock=lambda: now[0])
+    cache.put("a", CachedResponse(200, {}, b"x"), ttl=10, stale_if_error=5)
+    assert cache.get_stale("a") is None  # fresh: not stale yet
+    now[0] = 12
+    assert cache.get("a") is None
+    assert cache.get_stale("a") is not None
+    now[0] = 15
+    assert cache.get_stale("a") is None
+    assert cache.get("a") is None
+    assert len(cache) == 0

@@ -44,7 +44,9 @@ def test_upload_render_and_serve_like_the_distribution(start_stack: Any, real_ph
     first = stack.get(f"{path}?w=600&fmt=webp&utm_source=news&fbclid=x", CHROME)
     assert (first.status, first.headers["x-cache"]) == (200, "Miss")
     assert first.headers["content-type"] == "image/webp"
-    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert first.headers["cache-control"] == (
+        "public, max-age=31536000, immutable, stale-while-revalidate=86400, stale-if-error=604800"
+    )
     assert "server-timing" in first.headers
     # The distribution's response headers policy.
     assert first.headers["strict-transport-security"] == (

@@ -101,3 +101,27 @@ def test_the_command_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "| | canonical | no-snap | raw |" in out
     assert "egress_per_gb=0.06" in out
+
+
+def test_cloudfront_requests_are_priced_on_every_request(
+    results: dict[str, simulate.ModeResult],
+) -> None:
+    # $0.0100 per 10,000 HTTPS requests (US): 1 B/day x 30 days = $30,000 a month, every mode.
+    for result in results.values():
+        line = simulate.costs(result, Prices(), SMALL)["cloudfront_requests"]
+        assert line == pytest.approx(30_000)
+    doubled = simulate.costs(results["canonical"], Prices(cloudfront_per_10k_requests=0.02), SMALL)
+    assert doubled["cloudfront_requests"] == pytest.approx(60_000)
+
+
+def test_the_request_line_is_shown_in_the_table_and_the_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--requests", "20000", "--catalogue", "100", "--shapes", "500", "--no-progress"]
+    assert simulate.main(argv) == 0
+    assert "| CloudFront requests | $30,000 | $30,000 | $30,000 |" in capsys.readouterr().out
+    assert simulate.main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["prices"]["cloudfront_per_10k_requests"] == 0.01
+    for mode in data["modes"].values():
+        assert mode["monthly_cost"]["cloudfront_requests"] == pytest.approx(30_000)

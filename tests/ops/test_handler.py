@@ -147,3 +147,40 @@ def test_submit_puts_the_lambdas_message_on_the_queue(
         "reason": "DMCA 7",
         "actor": "legal",
     }
+
+
+def _stack(aws: dict[str, Any]) -> None:
+    """A stack with the outputs of an imgcdn stack (its takedown queue made by the stack)."""
+    outputs: dict[str, Any] = {
+        "OriginalsBucket": BUCKETS["originals"],
+        "DerivativesBucket": BUCKETS["derivatives"],
+        "AuditBucket": BUCKETS["audit"],
+        "DistributionId": aws["distribution"],
+        "TakedownQueue": {"Ref": "Takedowns"},
+    }
+    template = {
+        "Resources": {"Takedowns": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {k: {"Value": v} for k, v in outputs.items()},
+    }
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName="imgcdn", TemplateBody=json.dumps(template)
+    )
+
+
+def test_the_command_finds_a_deployed_stack_by_its_outputs(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("IMGCDN_ORIGINALS_BUCKET", "IMGCDN_DERIVATIVES_BUCKET", "IMGCDN_AUDIT_BUCKET"):
+        monkeypatch.delenv(name)
+    _stack(aws)
+    aws["s3"].put_object(Bucket=BUCKETS["originals"], Key="ugc/acme/cat", Body=b"c")
+    common = ["--reason", "GDPR erasure 5", "--actor", "privacy", "--stack", "imgcdn", "--json"]
+    assert main(["takedown", "acme/cat", "--class", "ugc", "--render-window", "0", *common]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["complete"]
+    assert [d["key"] for c in record["deleted"] for d in c["originals"]] == ["ugc/acme/cat"]
+    assert aws["s3"].list_object_versions(Bucket=BUCKETS["originals"]).get("Versions", []) == []
+    assert main(["takedown", "acme/dog", "--submit", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["submitted"][0]["target"] == "acme/dog"
+    assert main(["takedown", "acme/cat", "--stack", "nope", "--reason", "r", "--actor", "a"]) == 2
+    assert "cannot read stack 'nope'" in capsys.readouterr().err

@@ -27,13 +27,20 @@ ORIGINALS, DERIVATIVES, AUDIT = "originals", "derivatives", "audit"
 
 @dataclass
 class RecordingCdn:
-    """A CDN that records what it is asked and completes each invalidation on the first read."""
+    """A CDN that records what it is asked and completes each invalidation on the first read.
+
+    Like CloudFront, a reference it has seen answers the invalidation it made then.
+    """
 
     batches: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    references: dict[str, str] = field(default_factory=dict)
 
     def create(self, paths: Sequence[str], reference: str) -> str:
+        if reference in self.references:
+            return self.references[reference]
         inv_id = f"I{len(self.batches)}"
         self.batches.append((inv_id, tuple(paths)))
+        self.references[reference] = inv_id
         return inv_id
 
     def status(self, invalidation_id: str) -> str:
@@ -233,3 +240,32 @@ def test_a_reason_and_an_actor_are_required(world: World) -> None:
     with pytest.raises(TakedownError, match="reason and an actor"):
         _take_down(world, "acme/x", reason="  ")
     assert world.cdn.batches == []
+
+
+def test_a_second_takedown_of_the_same_image_invalidates_again(world: World) -> None:
+    for _ in range(2):
+        world.upload(ImageRef("acme", "again", ContentClass.TAKEDOWN), b"same bytes")
+        _take_down(world, "acme/again", content_class="ugc")
+    # A reused CallerReference would have answered the first invalidation: nothing new sent.
+    assert [b for _, b in world.cdn.batches] == [("/ugc/acme/again/*",), ("/ugc/acme/again/*",)]
+
+
+def test_the_replica_in_another_region_loses_every_version_too(world: World) -> None:
+    """S3 replicates delete markers, never the deletion of a version: the takedown does it."""
+    world.client.create_bucket(Bucket="replica")
+    world.client.put_bucket_versioning(
+        Bucket="replica", VersioningConfiguration={"Status": "Enabled"}
+    )
+    image = ImageRef("acme", "copied")
+    for body in (b"one", b"two"):
+        world.upload(image, body)
+        world.client.put_object(Bucket="replica", Key=image.source_key, Body=body)
+    world.client.put_object(Bucket="replica", Key="img/acme/copied-2", Body=b"neighbour")
+    world.service.replica = S3Store("replica", client=world.client)
+    report = _take_down(world, "acme/copied", content_class="img")
+    assert report.complete, report.problems
+    assert world.versions("replica", "") == [
+        v for v in world.versions("replica", "") if v[0] == "img/acme/copied-2"
+    ]
+    assert len(world.versions("replica", "")) == 1
+    assert len(report.as_dict()["deleted"][0]["replica"]) == 2

@@ -72,7 +72,10 @@ def test_an_upload_gets_every_standard_variant_and_a_manifest(
         # R11: the same headers the fallback sends.
         assert got.info.content_type == record.fmt.media_type
         assert got.info.cache_control == cache_control(ContentClass.STANDARD, policy)
-        assert got.info.cache_control == "public, max-age=31536000, immutable"
+        assert got.info.cache_control == (
+            "public, max-age=31536000, immutable, "
+            "stale-while-revalidate=86400, stale-if-error=604800"
+        )
         decoded = decode(got.data)
         assert decoded.format == PIL_FORMATS[record.fmt.value]
         assert decoded.size == (record.width, record.height)

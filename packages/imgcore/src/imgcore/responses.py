@@ -28,12 +28,30 @@ def cache_control(content_class: ContentClass | str, policy: Policy = DEFAULT_PO
         policy: The policy whose TTLs apply.
 
     Returns:
-        A year and `immutable` for standard content (R7); at most 60 s for takedown-eligible
-        content, for CDN and browsers alike, since a browser cache cannot be invalidated (R9).
+        A year and `immutable` for standard content (R7), which may also be served stale while
+        it is refetched or while the origin fails: its bytes never change. At most 60 s for
+        takedown-eligible content, for CDN and browsers alike, since a browser cache cannot be
+        invalidated (R9); a stale window there, if the policy grants one, fits in the same 60 s
+        and is never `stale-while-revalidate`, which would serve a taken-down image while the
+        origin is healthy.
     """
+    ttl = policy.ttl
     if ContentClass(content_class) is ContentClass.TAKEDOWN:
-        return f"public, max-age={policy.ttl.takedown}"
-    return f"public, max-age={policy.ttl.immutable}, immutable"
+        return ", ".join(
+            [f"public, max-age={ttl.takedown}", *_stale("if-error", ttl.takedown_stale_if_error)]
+        )
+    return ", ".join(
+        [
+            f"public, max-age={ttl.immutable}, immutable",
+            *_stale("while-revalidate", ttl.immutable_stale_while_revalidate),
+            *_stale("if-error", ttl.immutable_stale_if_error),
+        ]
+    )
+
+
+def _stale(kind: str, seconds: int) -> list[str]:
+    """`stale-<kind>=<seconds>`, or nothing for a window of 0 (RFC 5861)."""
+    return [f"stale-{kind}={seconds}"] if seconds > 0 else []
 
 
 def derivative_headers(

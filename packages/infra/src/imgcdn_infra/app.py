@@ -15,7 +15,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App, CfnOutput, Environment, Stack, Token, Validations, cx_api
+from aws_cdk import Annotations, App, CfnOutput, Environment, Stack, Token, Validations, cx_api
+from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
@@ -23,15 +24,21 @@ from imgcdn_infra.assets import AssetError, BuiltAssets, workspace_root
 from imgcdn_infra.config import STANDARD_PREFIX, ConfigError, InfraConfig, load_config
 from imgcdn_infra.delivery import FUNCTION_SIZE_LIMIT, Delivery
 from imgcdn_infra.drift import DriftCheck
+from imgcdn_infra.edge_alarms import EdgeAlarms, EdgeAlarmsStack, additional_metrics
+from imgcdn_infra.monitor import ProbeMonitor
 from imgcdn_infra.nag import suppress_stack_findings
 from imgcdn_infra.operations import Backfill, Operations
 from imgcdn_infra.pipeline import Pipeline
+from imgcdn_infra.replication import OriginalsReplication, ReplicaStack, replica_bucket_name
 from imgcdn_infra.storage import Storage
+from imgcdn_infra.takedown import Takedown
 from imgcdn_infra.waf import ImageWebAcl, WebAclStack
 
 __all__ = [
     "FEATURE_FLAGS",
+    "EdgeAlarmsStack",
     "ImgcdnStack",
+    "ReplicaStack",
     "WebAclStack",
     "create_app",
     "define_app",
@@ -45,6 +52,8 @@ FEATURE_FLAGS: Mapping[str, Any] = json.loads(
 """The feature flags the pinned CDK CLI recommends for new apps, applied to every synth (they are
 context, so `-c` can still override one)."""
 WAF_REGION = "us-east-1"
+CLOUDFRONT_REGION = "us-east-1"
+"""Where CloudFront's metrics are, so where its alarms must be."""
 TAKEDOWN_TTL_LIMIT = 60
 """R9: takedown-eligible content is cached for at most this many seconds, at the edge too."""
 
@@ -63,6 +72,12 @@ def _check_assets(config: InfraConfig, assets: BuiltAssets) -> None:
     ttl = assets.policy.get("ttl")
     if not isinstance(ttl, dict) or not 0 < int(ttl.get("takedown", 0)) <= TAKEDOWN_TTL_LIMIT:
         msg = f"the policy's ttl.takedown must be 1-60 seconds (R9); policy.json has {ttl}"
+        raise AssetError(msg)
+    if int(ttl["takedown"]) + int(ttl.get("takedown_stale_if_error", 0)) > TAKEDOWN_TTL_LIMIT:
+        msg = (
+            "the policy's ttl.takedown + ttl.takedown_stale_if_error must be at most 60 seconds "
+            f"(R9: a stale copy is served too); policy.json has {ttl}"
+        )
         raise AssetError(msg)
     size = assets.viewer_request_js.stat().st_size
     if size > FUNCTION_SIZE_LIMIT:
@@ -84,6 +99,7 @@ class ImgcdnStack(Stack):
         config: InfraConfig,
         assets: BuiltAssets,
         web_acl_arn: str | None = None,
+        replica_bucket_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -123,6 +139,19 @@ class ImgcdnStack(Stack):
             distribution=self.delivery.distribution,
             backfill=self.backfill.state_machine,
         )
+        self.probes: ProbeMonitor | None = None
+        if config.probes.enabled:
+            self.probes = ProbeMonitor(
+                self,
+                "Probes",
+                config=config,
+                storage=self.storage,
+                assets=assets,
+                topic=self.operations.topic,
+                dashboard=self.operations.dashboard,
+            )
+        # `aws s3 sync s3://<AccessLogBucket>/s3/ logs/ && imgcdn logs scan logs/`
+        CfnOutput(self, "AccessLogBucket", value=self.storage.log_bucket.bucket_name)
         outputs = {
             "DistributionDomainName": self.delivery.distribution.distribution_domain_name,
             "DistributionId": self.delivery.distribution.distribution_id,
@@ -135,6 +164,54 @@ class ImgcdnStack(Stack):
             "BackfillStateMachine": self.backfill.state_machine.state_machine_arn,
             "AlarmTopic": self.operations.topic.topic_arn,
         }
+        if config.alarms.additional_metrics:
+            additional_metrics(self, self.delivery.distribution)
+        if region == CLOUDFRONT_REGION:
+            EdgeAlarms(
+                self,
+                "EdgeAlarms",
+                config=config,
+                distribution_id=self.delivery.distribution.distribution_id,
+                topic=self.operations.topic,
+            )
+        elif region is None:
+            Annotations.of(self).add_warning_v2(
+                "imgcdn:edge-alarms",
+                "No CloudFront alarms (viewer 5xx rate, cache hit ratio): their metrics live in "
+                "us-east-1 and the target Region is unknown; set imgcdn.region (or "
+                "CDK_DEFAULT_REGION) to get them",
+            )
+        replica: s3.IBucket | None = None
+        if replica_bucket_name is not None:
+            replica = s3.Bucket.from_bucket_name(self, "Replica", replica_bucket_name)
+            self.replication = OriginalsReplication(
+                self,
+                "Replication",
+                config=config,
+                originals=self.storage.originals,
+                replica=replica,
+            )
+            # `imgcdn takedown --replica-bucket` (IMGCDN_REPLICA_BUCKET) takes this name.
+            outputs["ReplicaBucket"] = replica_bucket_name
+        self.takedown: Takedown | None = None
+        if config.takedown.enabled:
+            self.takedown = Takedown(
+                self,
+                "Takedown",
+                config=config,
+                storage=self.storage,
+                assets=assets,
+                distribution=self.delivery.distribution,
+                topic=self.operations.topic,
+                replica=replica,
+            )
+            outputs |= {
+                # `aws sqs send-message --queue-url` takes the URL; IAM policies take the ARN.
+                "TakedownQueue": self.takedown.queue.queue_url,
+                "TakedownQueueArn": self.takedown.queue.queue_arn,
+                "TakedownDeadLetterQueue": self.takedown.dead_letters.queue_url,
+                "AuditBucket": self.takedown.audit.bucket_name,
+            }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
         self.drift_check: DriftCheck | None = None
@@ -174,6 +251,37 @@ def _environment(config: InfraConfig) -> Environment | None:
     return Environment(account=account, region=region)
 
 
+def _replica_stack(app: App, config: InfraConfig, env: Environment | None) -> ReplicaStack | None:
+    """The originals' replica in `replication.region`, or None when replication is off.
+
+    Raises:
+        ConfigError: The deployment's Region is unknown or is the replica's.
+    """
+    replication = config.replication
+    if replication is None:
+        return None
+    region = env.region if env else None
+    if region is None:
+        msg = (
+            "imgcdn.region: required when replication is set (the originals' stack references "
+            "the replica bucket in another Region); set region or CDK_DEFAULT_REGION"
+        )
+        raise ConfigError(msg)
+    if region == replication.region:
+        msg = (
+            f"imgcdn.replication.region: {region} is the deployment's own Region; a replica "
+            "must be in another Region to survive the loss of this one"
+        )
+        raise ConfigError(msg)
+    return ReplicaStack(
+        app,
+        f"{config.stack_name}-Replica",
+        config=config,
+        env=Environment(account=env.account if env else None, region=replication.region),
+        description="imgcdn: the originals' replica (versioned, in a second Region)",
+    )
+
+
 def define_app(app: App, config: InfraConfig, assets: BuiltAssets) -> ImgcdnStack:
     """Add imgcdn's stacks to `app` and the AwsSolutions checks to all of them.
 
@@ -203,16 +311,32 @@ def define_app(app: App, config: InfraConfig, assets: BuiltAssets) -> ImgcdnStac
         )
         web_acl_arn = waf_stack.web_acl.acl.attr_arn
         cross_region = True
+    replica = _replica_stack(app, config, env)
+    edge_alarms_elsewhere = region is not None and region != CLOUDFRONT_REGION
     stack = ImgcdnStack(
         app,
         config.stack_name,
         config=config,
         assets=assets,
         web_acl_arn=web_acl_arn,
+        replica_bucket_name=replica_bucket_name(config) if replica else None,
         env=env,
-        cross_region_references=cross_region,
+        cross_region_references=cross_region or edge_alarms_elsewhere,
         description="imgcdn: pre-computed image delivery (buckets, queue, Lambdas, CloudFront)",
     )
+    if replica is not None:
+        # Replication needs its destination to exist (and be versioned) when it is configured.
+        stack.add_dependency(replica, "the originals replicate into the replica bucket")
+    if edge_alarms_elsewhere:
+        EdgeAlarmsStack(
+            app,
+            f"{config.stack_name}-EdgeAlarms",
+            config=config,
+            distribution_id=stack.delivery.distribution.distribution_id,
+            env=Environment(account=env.account if env else None, region=CLOUDFRONT_REGION),
+            cross_region_references=True,
+            description="imgcdn: the distribution's alarms (CloudFront metrics live in us-east-1)",
+        )
     Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     return stack
 

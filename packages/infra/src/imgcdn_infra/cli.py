@@ -146,7 +146,7 @@ def _run_cache_keys(args: argparse.Namespace) -> int:
             with tempfile.TemporaryDirectory(prefix="imgcdn-cache-keys-") as tmp:
                 _synthesize(args, root, Path(tmp), any_region=True)
                 rendered = cache_keys.render_assembly(Path(tmp))
-    except (ConfigError, AssetError) as exc:
+    except (ConfigError, AssetError, cache_keys.FunctionRunError) as exc:
         return _fail("cache-keys", exc)
     text = cache_keys.to_text(rendered)
     if args.update:

@@ -25,6 +25,7 @@ from pydantic import (
 
 __all__ = [
     "CONTEXT_KEY",
+    "PUBLIC_KEYS_PER_KEY_GROUP",
     "AlarmConfig",
     "BackfillConfig",
     "ConfigError",
@@ -32,9 +33,12 @@ __all__ = [
     "FallbackConfig",
     "InfraConfig",
     "PrecomputeConfig",
+    "ProbesConfig",
     "PublicKeyConfig",
     "QuotaConfig",
+    "ReplicationConfig",
     "RetentionConfig",
+    "TakedownConfig",
     "TenantConfig",
     "VerifyConfig",
     "WafConfig",
@@ -116,7 +120,9 @@ IAM_INLINE_POLICY_CHARS = 10_240
 # The parts of `_iam_policy_chars`, sized for the precompute role (the larger of the two): per
 # `{class}/{tenant}/` prefix, three object ARNs (read originals, own derivatives, tag them) and
 # two `s3:prefix` conditions; everything else (log and queue statements, ARNs of 63-character
-# names) fits in the fixed part.
+# names) fits in the fixed part. The takedown role holds less per prefix (two object ARNs, one
+# condition) and fits the same fixed part (its audit and distribution ARNs instead of a second
+# list statement), so this bound covers it too (tests/infra/test_takedown.py holds it to that).
 _POLICY_FIXED_CHARS = 1_700
 _POLICY_OBJECT_ARNS = 3
 _POLICY_PREFIX_CONDITIONS = 2
@@ -153,6 +159,11 @@ class PublicKeyConfig(BaseModel):
         return value
 
 
+PUBLIC_KEYS_PER_KEY_GROUP = 5
+"""CloudFront's quota "Public keys in a single key group" (docs: cloudfront-limits.html); a
+deploy over it fails late with TooManyPublicKeysInKeyGroup, so the config refuses it first."""
+
+
 class TenantConfig(BaseModel):
     """One tenant: its key prefixes, and optionally signed URLs and hotlink protection (R17)."""
 
@@ -173,6 +184,15 @@ class TenantConfig(BaseModel):
         ids = [key.id for key in value]
         if len(ids) != len(set(ids)):
             msg = f"key ids must be unique; got {ids}"
+            raise ValueError(msg)
+        if len(ids) > PUBLIC_KEYS_PER_KEY_GROUP:
+            extra = ", ".join(repr(i) for i in ids[PUBLIC_KEYS_PER_KEY_GROUP:])
+            msg = (
+                f"{len(ids)} public keys, over CloudFront's quota of {PUBLIC_KEYS_PER_KEY_GROUP} "
+                f"per key group: key {extra} is one too many; allowed: at most "
+                f"{PUBLIC_KEYS_PER_KEY_GROUP} (retire a key no URL is signed with any more, see "
+                "docs/deploy.md, Rotating signing keys)"
+            )
             raise ValueError(msg)
         return value
 
@@ -354,7 +374,36 @@ class AlarmConfig(BaseModel):
     """Alarm when more than this share of Function URL requests answer 5xx (5-minute windows)."""
     fallback_invocations_per_minute: int = Field(default=100, ge=1)
     """Alarm when the fallback runs more often than this: pre-compute is not covering traffic."""
+    fallback_p99_ms: int | None = Field(default=None, ge=100)
+    """Alarm when the fallback's p99 duration passes this (5-minute windows); None: 80 % of
+    `fallback.timeout_seconds`, the point where renders are close to CloudFront giving up."""
+    backlog_age_seconds: int | None = Field(default=None, ge=60, le=345_600)
+    """Alarm when the oldest upload in the queue is older than this (SQS
+    `ApproximateAgeOfOldestMessage`); None: one visibility timeout, so one retried message
+    does not page but a second retry, or a queue that is not drained, does."""
+    cloudfront_5xx_percent: float = Field(default=1.0, gt=0, le=100)
+    """Alarm when more than this share of viewer requests get a 5xx (CloudFront `5xxErrorRate`,
+    5-minute windows). CloudFront's metrics live in us-east-1: outside it, this alarm and the
+    next go to a small stack there, with its own topic."""
+    additional_metrics: bool = False
+    """Turn on the distribution's additional metrics (a CloudFront monitoring subscription,
+    priced per distribution and month) and alarm on the cache hit ratio."""
+    cache_hit_ratio_percent: float = Field(default=80.0, gt=0, lt=100)
+    """With `additional_metrics`: alarm when the cache hit ratio stays below this for 15
+    minutes (the design aims above 90 %; a launch's cold misses dip below it for minutes)."""
     email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+
+
+class ReplicationConfig(BaseModel):
+    """Cross-Region replication of the originals: the only data that cannot be re-rendered."""
+
+    model_config = _Strict
+
+    region: Region
+    """Where the replica bucket lives; must differ from the deployment's Region."""
+    storage_class: Literal["STANDARD", "STANDARD_IA", "GLACIER_IR"] = "STANDARD_IA"
+    """The replicas' S3 storage class: a copy read only after a Region is lost, so infrequent
+    access by default (30-day minimum, a per-GB charge when the failover reads it)."""
 
 
 class BackfillConfig(BaseModel):
@@ -403,6 +452,34 @@ class RetentionConfig(BaseModel):
         return value
 
 
+class TakedownConfig(BaseModel):
+    """The takedown queue (+ DLQ), the worker that erases one image per message, its audit bucket.
+
+    Requests arrive on the queue (`imgcdn takedown --submit`, or `aws sqs send-message`); each is
+    one erasure (R10): originals and derivatives deleted, wildcard invalidations issued, an audit
+    record written to a bucket that refuses deletes.
+    """
+
+    model_config = _Strict
+
+    enabled: bool = True
+    """Deploy the queue, the worker, the audit bucket and the DLQ alarm."""
+    audit_retention_days: int = Field(default=2557, ge=1, le=36500)
+    """Days each audit record is locked (S3 Object Lock, governance mode), then expired.
+
+    7 years (2557 days, as CloudWatch Logs counts them) by default: an erasure may be questioned
+    by a regulator or in court for years after it ran, and the common civil limitation periods
+    (3 to 6 years, counted from the end of a year) end inside it. S3 allows at most 100 years.
+    """
+    reserved_concurrency: int = Field(default=2, ge=2, le=15)
+    """Takedowns running at once (also the queue's event-source maximum concurrency).
+
+    CloudFront keeps at most 15 wildcard invalidation paths in progress per distribution and
+    each takedown issues several, so more workers would only throttle one another; SQS event
+    sources start at least 2.
+    """
+
+
 class QuotaConfig(BaseModel):
     """The account's adjustable AWS quotas that the tenant list is checked against."""
 
@@ -412,6 +489,29 @@ class QuotaConfig(BaseModel):
         default=CLOUDFRONT_CACHE_BEHAVIORS_QUOTA, ge=1, le=1000
     )
     """CloudFront's "cache behaviors per distribution" (75 unless you had it raised)."""
+
+
+class ProbesConfig(BaseModel):
+    """The probe monitor: a Lambda over the buckets' S3 access logs, and its two alarms.
+
+    Direct requests are the ones that came neither through CloudFront (OAC) nor from the stack's
+    own roles: browsers with expired pre-signed URLs, scanners, probes. Each alarm counts over
+    5 minutes of log objects *delivered* (S3 delivers access logs late, typically within an
+    hour), not of requests made.
+    """
+
+    model_config = _Strict
+
+    enabled: bool = True
+    direct_requests_threshold: int = Field(default=10, ge=0)
+    """Alarm when more than this many direct requests are logged in 5 minutes."""
+    flagged_threshold: int = Field(default=0, ge=0)
+    """Alarm when more than this many requests with a probe-like key (path traversal, encoded
+    separators, control characters) are logged in 5 minutes."""
+    memory_mb: int = Field(default=512, ge=128, le=10240)
+    timeout_seconds: int = Field(default=120, ge=10, le=900)
+    reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    """Caps concurrent log scans; None: unreserved."""
 
 
 def _iam_policy_chars(tenant_names: tuple[str, ...], prefixes: tuple[str, ...]) -> int:
@@ -462,6 +562,10 @@ class InfraConfig(BaseModel):
     backfill: BackfillConfig = BackfillConfig()
     retention: RetentionConfig = RetentionConfig()
     quotas: QuotaConfig = QuotaConfig()
+    replication: ReplicationConfig | None = None
+    """Replicate originals to a bucket in another Region (opt-in); see docs/deploy.md."""
+    takedown: TakedownConfig = TakedownConfig()
+    probes: ProbesConfig = ProbesConfig()
 
     @field_validator("cors_origins")
     @classmethod
@@ -562,6 +666,36 @@ class InfraConfig(BaseModel):
             )
             raise ValueError(msg)
         return self
+
+    @model_validator(mode="after")
+    def _check_resilience(self) -> Self:
+        timeout_ms = self.fallback.timeout_seconds * 1000
+        p99 = self.alarms.fallback_p99_ms
+        if p99 is not None and p99 >= timeout_ms:
+            msg = (
+                f"alarms.fallback_p99_ms: {p99} ms can never be passed: the fallback stops at "
+                f"fallback.timeout_seconds ({timeout_ms} ms); choose less than {timeout_ms}"
+            )
+            raise ValueError(msg)
+        if self.replication is not None and self.replication.region == self.region:
+            msg = (
+                f"replication.region: {self.replication.region} is the deployment's own Region; "
+                "a replica must be in another Region to survive the loss of this one"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def fallback_p99_threshold_ms(self) -> int:
+        """The fallback duration alarm's threshold: the configured one, else 80 % of the timeout."""
+        configured = self.alarms.fallback_p99_ms
+        return configured or self.fallback.timeout_seconds * 800
+
+    @property
+    def backlog_age_threshold_seconds(self) -> int:
+        """The backlog age alarm's threshold: the configured one, else a visibility timeout."""
+        configured = self.alarms.backlog_age_seconds
+        return configured or self.precompute.visibility_timeout_seconds
 
     @property
     def queue_concurrency(self) -> int | None:

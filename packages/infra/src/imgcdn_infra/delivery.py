@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -36,6 +36,7 @@ __all__ = [
     "FUNCTION_SIZE_LIMIT",
     "SERVER_ERROR_STATUS_CODES",
     "Delivery",
+    "key_ids_output_name",
 ]
 
 CACHE_KEY_QUERY_STRINGS = ("w", "h", "fmt", "q")
@@ -135,17 +136,24 @@ class Delivery(Construct):
         if not isinstance(ttl, Mapping):  # pragma: no cover - the policy's schema guarantees it
             msg = "policy.json has no ttl object"
             raise TypeError(msg)
+        # The max TTLs leave room past max-age for each class's stale windows, so that the edge
+        # keeps an expired object long enough to serve it while the origin fails; the takedown
+        # class's sum is at most 60 s (R9), stale or not (imgcore's CacheTtls checks it).
+        immutable_stale = max(
+            int(ttl.get("immutable_stale_while_revalidate", 0)),
+            int(ttl.get("immutable_stale_if_error", 0)),
+        )
         self.standard_cache = self._cache_policy(
             "StandardCachePolicy",
-            "imgcdn standard images: versioned, immutable",
+            "imgcdn standard images: versioned, immutable, stale on origin faults",
             default_ttl=int(ttl["immutable"]),
-            max_ttl=int(ttl["immutable"]),
+            max_ttl=int(ttl["immutable"]) + immutable_stale,
         )
         self.takedown_cache = self._cache_policy(
             "TakedownCachePolicy",
             "imgcdn takedown-eligible images: at most 60 s at the edge (R9)",
             default_ttl=int(ttl["takedown"]),
-            max_ttl=int(ttl["takedown"]),
+            max_ttl=int(ttl["takedown"]) + int(ttl.get("takedown_stale_if_error", 0)),
         )
         self.viewer_request = cloudfront.Function(
             self,
@@ -155,7 +163,9 @@ class Delivery(Construct):
             comment="imgcdn: canonical query, fmt=auto, URI -> derivative key (R1-R5)",
         )
         self.headers = self._response_headers()
+        self.public_keys: dict[str, dict[str, cloudfront.PublicKey]] = {}
         self.key_groups = self._key_groups()
+        self._key_id_outputs()
 
         behaviors: dict[str, cloudfront.BehaviorOptions] = {}
         for tenant in config.tenants:
@@ -279,19 +289,37 @@ class Delivery(Construct):
         for tenant in self._config.tenants:
             if not tenant.signed_urls:
                 continue
-            keys = [
-                cloudfront.PublicKey(
+            keys = {
+                key.id: cloudfront.PublicKey(
                     self,
                     f"Key-{tenant.name}-{key.id}",
                     encoded_key=key.pem,
                     comment=f"imgcdn tenant {tenant.name}, key {key.id}",
                 )
                 for key in tenant.signed_urls
-            ]
+            }
+            self.public_keys[tenant.name] = keys
             groups[tenant.name] = cloudfront.KeyGroup(
                 self,
                 f"KeyGroup-{tenant.name}",
-                items=keys,
+                items=list(keys.values()),
                 comment=f"imgcdn tenant {tenant.name}: signed URLs (R17)",
             )
         return groups
+
+    def _key_id_outputs(self) -> None:
+        # A signer needs CloudFront's id of each public key (the URL's Key-Pair-Id), which exists
+        # only after deploy. One stack output per signed tenant, `config id=CloudFront id`,
+        # named at the stack's top level so `aws cloudformation describe-stacks` shows it as is.
+        for tenant, keys in self.public_keys.items():
+            CfnOutput(
+                Stack.of(self),
+                key_ids_output_name(tenant),
+                value=",".join(f"{key_id}={key.public_key_id}" for key_id, key in keys.items()),
+                description=f"imgcdn tenant {tenant}: signing key ids (config id=Key-Pair-Id)",
+            )
+
+
+def key_ids_output_name(tenant: str) -> str:
+    """The stack output holding `tenant`'s public key ids (alphanumeric: `-` becomes `X`)."""
+    return "SigningKeyIds" + tenant.replace("-", "X")

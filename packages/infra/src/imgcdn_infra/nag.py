@@ -176,6 +176,8 @@ def suppress_stack_findings(stack: Any, config: InfraConfig) -> None:
             "Without a custom domain CloudFront serves *.cloudfront.net with its default "
             "certificate, whose TLS policy cannot be changed; set domain to get TLSv1.2_2021.",
         )
+    if getattr(stack, "takedown", None) is not None:
+        _takedown_findings(stack, stack.takedown)
 
 
 def _execution_findings(stack: Stack, map_policy: IConstruct) -> list[str]:
@@ -187,3 +189,18 @@ def _execution_findings(stack: Stack, map_policy: IConstruct) -> list[str]:
         for finding in wildcard_findings(stack, policy.policy_document)
         if ":execution:" in finding
     ]
+
+
+def _takedown_findings(stack: Stack, takedown: Any) -> None:
+    """The takedown worker's role: tenant prefixes on the data buckets, one audit prefix."""
+    audit_sid = "WriteAuditRecords"
+    statements = takedown.s3_statements
+    role = takedown.function.role
+    _role_findings(stack, role, [s for s in statements if s.sid != audit_sid])
+    acknowledge(
+        role,
+        wildcard_findings(stack, _statements_document(s for s in statements if s.sid == audit_sid)),
+        "The takedown worker writes one new audit record per takedown under takedowns/ (keys "
+        "named by date and request id); it may only put objects there, never read or delete.",
+    )
+    acknowledge(takedown.function, ["AwsSolutions-L1"], LATEST_RUNTIME)

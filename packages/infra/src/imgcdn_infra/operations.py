@@ -235,6 +235,23 @@ class Operations(Construct):
                 evaluation_periods=5,
             ),
             self._alarm(
+                "FallbackDuration",
+                fallback.metric_duration(period=FIVE_MINUTES, statistic="p99"),
+                config.fallback_p99_threshold_ms,
+                "The fallback's slowest renders near its timeout, where CloudFront gives up and "
+                "viewers get 504s: originals too large for its memory, or a cold-start storm.",
+            ),
+            self._alarm(
+                "BacklogAge",
+                queue.metric_approximate_age_of_oldest_message(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                config.backlog_age_threshold_seconds,
+                "Uploads wait in the queue: precompute is throttled, failing and retrying, or "
+                "too slow for the upload rate (new images are rendered by the fallback meanwhile).",
+                evaluation_periods=5,
+            ),
+            self._alarm(
                 "BackfillFailed",
                 backfill.metric_failed(period=FIVE_MINUTES, statistic="Sum"),
                 0,

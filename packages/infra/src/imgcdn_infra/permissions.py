@@ -21,6 +21,7 @@ __all__ = [
     "lambda_role",
     "precompute_statements",
     "queue_consumer_statements",
+    "takedown_statements",
 ]
 
 CONSUME_ACTIONS = (
@@ -31,6 +32,15 @@ CONSUME_ACTIONS = (
     "sqs:ReceiveMessage",
 )
 """What Lambda's SQS event source needs of the function's role (CDK's grant_consume_messages)."""
+ERASE_ACTIONS = (
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+)
+"""A takedown deletes every version and delete marker of a key, then reads to prove it gone."""
+LIST_VERSIONS_ACTIONS = ("s3:ListBucket", "s3:ListBucketVersions")
+INVALIDATION_ACTIONS = ("cloudfront:CreateInvalidation", "cloudfront:GetInvalidation")
 
 
 def _objects(bucket: s3.IBucket, prefixes: Sequence[str], suffix: str = "*") -> list[str]:
@@ -74,15 +84,15 @@ def precompute_statements(
     ]
 
 
-def queue_consumer_statements(queue: sqs.IQueue) -> list[iam.PolicyStatement]:
+def queue_consumer_statements(
+    queue: sqs.IQueue, *, sid: str = "ConsumeUploads"
+) -> list[iam.PolicyStatement]:
     """Receive, extend and delete messages of `queue` (and nothing of any other queue).
 
     The queue is SQS-managed encrypted (SSE-SQS), so no KMS permission is needed.
     """
     return [
-        iam.PolicyStatement(
-            sid="ConsumeUploads", actions=list(CONSUME_ACTIONS), resources=[queue.queue_arn]
-        )
+        iam.PolicyStatement(sid=sid, actions=list(CONSUME_ACTIONS), resources=[queue.queue_arn])
     ]
 
 
@@ -136,3 +146,55 @@ def lambda_role(
             )
         },
     )
+
+
+def takedown_statements(
+    *,
+    originals: s3.IBucket,
+    derivatives: s3.IBucket,
+    prefixes: Sequence[str],
+    audit: s3.IBucket,
+    audit_prefix: str,
+    distribution_arn: str,
+    replica: s3.IBucket | None = None,
+) -> list[iam.PolicyStatement]:
+    """Erase under the tenants' prefixes, invalidate this distribution, append audit records.
+
+    With cross-Region replication the originals' replica is erased under the same prefixes.
+
+    No `s3:PutObject` on the data buckets (a takedown never writes an image) and no read of the
+    audit bucket: records are written once, with `If-None-Match`, and never read back here.
+    """
+    # One statement per action set, naming both buckets: the same grants as one per bucket, in
+    # fewer characters of IAM's 10,240 per role (config._iam_policy_chars budgets this role).
+    return [
+        iam.PolicyStatement(
+            sid="EraseImages",
+            actions=list(ERASE_ACTIONS),
+            resources=[
+                *_objects(originals, prefixes),
+                *_objects(derivatives, prefixes),
+                *(_objects(replica, prefixes) if replica is not None else []),
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="ListImageVersions",
+            actions=list(LIST_VERSIONS_ACTIONS),
+            resources=[
+                originals.bucket_arn,
+                derivatives.bucket_arn,
+                *([replica.bucket_arn] if replica is not None else []),
+            ],
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+        ),
+        iam.PolicyStatement(
+            sid="WriteAuditRecords",
+            actions=["s3:PutObject"],
+            resources=[audit.arn_for_objects(f"{audit_prefix}*")],
+        ),
+        iam.PolicyStatement(
+            sid="InvalidateDistribution",
+            actions=list(INVALIDATION_ACTIONS),
+            resources=[distribution_arn],
+        ),
+    ]

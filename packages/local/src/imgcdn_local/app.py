@@ -116,7 +116,10 @@ def create_app(stack: Stack) -> Starlette:
         # Any path outside the local pages is the distribution's: the Function answers it, with
         # its 400 for a path that names no image, as CloudFront's default behaviour does.
         result = await stack.fetch(
-            raw_path(request.scope), request.url.query, request.headers.get("accept")
+            raw_path(request.scope),
+            request.scope.get("query_string", b"").decode("latin-1"),
+            request.headers.get("accept"),
+            f"{request.url.scheme}://{request.url.netloc}",
         )
         headers = {
             **result.headers,

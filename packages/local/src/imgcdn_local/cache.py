@@ -12,6 +12,12 @@ CloudFront's rules, as the local stack applies them (per cache behaviour: min, d
   5xx codes the CDK app gives a custom error response), never past the behaviour's max TTL;
   `no-store`, `no-cache` or `private` prevent caching only for 404, 410, 414 and 501; anything
   else: the error caching minimum TTL.
+- `stale-if-error=<s>` on a cacheable 2xx keeps the object that much longer, expired: when the
+  origin then answers 5xx (or cannot be reached) the stale copy is served instead. An object is
+  never kept past the behaviour's max TTL, stale or not; the CDK app sets each max TTL to
+  max-age plus the class's stale window, so the takedown bound (R9) holds stale or not.
+  (`stale-while-revalidate` is not served early here: an expired object is refetched before it
+  is answered, which is the same bytes, later.)
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ __all__ = [
     "behaviour_for",
     "behaviours",
     "parse_cache_control",
+    "stale_if_error_for",
     "ttl_for",
 ]
 
@@ -69,9 +76,14 @@ class Behaviour:
 
 def behaviours(policy: Policy) -> dict[ContentClass, Behaviour]:
     """The distribution's behaviours, from the policy exactly as the CDK app builds them."""
+    ttl = policy.ttl
     return {
-        ContentClass.STANDARD: Behaviour("/img/", 0, policy.ttl.immutable, policy.ttl.immutable),
-        ContentClass.TAKEDOWN: Behaviour("/ugc/", 0, policy.ttl.takedown, policy.ttl.takedown),
+        ContentClass.STANDARD: Behaviour(
+            "/img/", 0, ttl.immutable, ttl.immutable + ttl.immutable_stale
+        ),
+        ContentClass.TAKEDOWN: Behaviour(
+            "/ugc/", 0, ttl.takedown, ttl.takedown + ttl.takedown_stale_if_error
+        ),
     }
 
 
@@ -126,6 +138,21 @@ def ttl_for(cache_control: str | None, behaviour: Behaviour, status: int = 200) 
     return max(behaviour.min_ttl, min(age, behaviour.max_ttl))
 
 
+def stale_if_error_for(cache_control: str | None, behaviour: Behaviour, status: int = 200) -> int:
+    """Seconds an expired response is still served while the origin fails (0: never).
+
+    Only a response the cache keeps (a 2xx or 3xx with a TTL) can be served stale, and only for
+    what its behaviour's max TTL leaves after its TTL.
+    """
+    if status >= 400:
+        return 0
+    ttl = ttl_for(cache_control, behaviour, status)
+    window = _seconds(parse_cache_control(cache_control).get("stale-if-error"))
+    if ttl <= 0 or not window:
+        return 0
+    return min(window, max(0, behaviour.max_ttl - ttl))
+
+
 def _error_ttl(
     status: int, directives: Mapping[str, str | None], age: int | None, behaviour: Behaviour
 ) -> int:
@@ -155,32 +182,51 @@ class EdgeCache:
         self, *, max_bytes: int = 512 * 1024 * 1024, clock: Callable[[], float] = time.monotonic
     ) -> None:
         """Hold at most `max_bytes` of bodies; `clock` is injectable for tests."""
-        self._entries: OrderedDict[str, tuple[float, CachedResponse]] = OrderedDict()
+        # key -> (expires, stale until, response); stale until >= expires.
+        self._entries: OrderedDict[str, tuple[float, float, CachedResponse]] = OrderedDict()
         self._lock = threading.Lock()
         self._bytes = 0
         self._max_bytes = max_bytes
         self._clock = clock
 
     def get(self, key: str) -> CachedResponse | None:
-        """The fresh entry for `key`, or None (an expired entry is dropped)."""
+        """The fresh entry for `key`, or None (an expired entry is kept for its stale window)."""
         with self._lock:
             found = self._entries.get(key)
             if found is None:
                 return None
-            expires, response = found
-            if self._clock() >= expires:
-                self._drop(key)
+            expires, stale_until, response = found
+            now = self._clock()
+            if now >= expires:
+                if now >= stale_until:
+                    self._drop(key)
                 return None
             self._entries.move_to_end(key)
             return response
 
-    def put(self, key: str, response: CachedResponse, ttl: int) -> None:
-        """Keep `response` for `ttl` seconds (nothing when `ttl` is 0 or it cannot fit)."""
+    def get_stale(self, key: str) -> CachedResponse | None:
+        """The expired entry for `key` while its stale-if-error window lasts, else None."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            expires, stale_until, response = found
+            if not expires <= self._clock() < stale_until:
+                return None
+            self._entries.move_to_end(key)
+            return response
+
+    def put(self, key: str, response: CachedResponse, ttl: int, stale_if_error: int = 0) -> None:
+        """Keep `response` for `ttl` seconds, then `stale_if_error` more for `get_stale`.
+
+        Nothing is kept when `ttl` is 0 or the body cannot fit.
+        """
         if ttl <= 0 or len(response.body) > self._max_bytes:
             return
         with self._lock:
             self._drop(key)
-            self._entries[key] = (self._clock() + ttl, response)
+            expires = self._clock() + ttl
+            self._entries[key] = (expires, expires + max(0, stale_if_error), response)
             self._bytes += len(response.body)
             while self._bytes > self._max_bytes:
                 self._drop(next(iter(self._entries)))
@@ -203,7 +249,7 @@ class EdgeCache:
     def _drop(self, key: str) -> None:
         found = self._entries.pop(key, None)
         if found is not None:
-            self._bytes -= len(found[1].body)
+            self._bytes -= len(found[2].body)
 
     def __len__(self) -> int:
         with self._lock:

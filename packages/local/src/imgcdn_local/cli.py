@@ -20,7 +20,9 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 def _run_dev(args: argparse.Namespace) -> int:
     from imgcdn_local.server import serve  # noqa: PLC0415 - the server stack loads only here
+    from imgcdn_local.signed import key_groups  # noqa: PLC0415 - loads with the server
 
+    groups = key_groups(args.signed_tenant)  # a bad value is a one-line error, before serving
     return serve(
         host=args.host,
         port=args.port,
@@ -28,6 +30,7 @@ def _run_dev(args: argparse.Namespace) -> int:
         s3_endpoint=args.s3_endpoint,
         workers=args.render_workers,
         log_json=args.log_json,
+        key_groups=groups,
     )
 
 
@@ -57,6 +60,16 @@ def configure_dev(subparsers: Subparsers) -> None:
         action="store_true",
         default=None,
         help="log one JSON object per line on stdout (default when stderr is not a terminal)",
+    )
+    parser.add_argument(
+        "--signed-tenant",
+        action="append",
+        default=[],
+        metavar="TENANT=KEY_ID:PEM",
+        help=(
+            "require CloudFront signed URLs for TENANT's paths, trusting the PEM public key file "
+            "as KEY_ID (the Key-Pair-Id); repeat for more keys or tenants"
+        ),
     )
     parser.set_defaults(run=_run_dev)
 

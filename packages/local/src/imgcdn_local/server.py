@@ -17,6 +17,7 @@ from imgcdn_aws.s3 import S3Store
 from imgcdn_local.app import create_app
 from imgcdn_local.cache import EdgeCache
 from imgcdn_local.queue import PrecomputeQueue
+from imgcdn_local.signed import KeyGroups
 from imgcdn_local.stack import Fallback, Stack
 from imgcdn_precompute.batch import BatchProcessor
 from imgcdn_precompute.service import PrecomputeService
@@ -89,6 +90,7 @@ def build_stack(
     base_url: str = "",
     workers: int = 1,
     retry_backoff_s: float = 0.5,
+    key_groups: KeyGroups | None = None,
 ) -> Stack:
     """A stack over `data_dir` (or an S3-compatible endpoint), not yet serving."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -113,6 +115,7 @@ def build_stack(
             "render_window_seconds": LOCAL_RENDER_WINDOW_S,
             "policy": policy.model_dump(mode="json"),
         },
+        key_groups=key_groups,
     )
     queue.set_on_done(stack.message_done)
     return stack
@@ -138,6 +141,7 @@ def serve(
     s3_endpoint: str | None = None,
     workers: int = 1,
     log_json: bool | None = None,
+    key_groups: KeyGroups | None = None,
 ) -> int:
     """Run the stack until SIGINT/SIGTERM; returns the exit status.
 
@@ -152,7 +156,13 @@ def serve(
     bound_port = sock.getsockname()[1]
     shown = host if ":" not in host else f"[{host}]"
     base_url = f"http://{shown}:{bound_port}"
-    stack = build_stack(data_dir, s3_endpoint=s3_endpoint, base_url=base_url, workers=workers)
+    stack = build_stack(
+        data_dir,
+        s3_endpoint=s3_endpoint,
+        base_url=base_url,
+        workers=workers,
+        key_groups=key_groups,
+    )
     config = uvicorn.Config(
         create_app(stack),
         log_level="warning",

@@ -40,7 +40,7 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import accumulate
 from typing import Any, Final
 
@@ -79,8 +79,12 @@ class Prices:
     """Average delivered object, KB (seed: 40 KB)."""
     egress_per_gb: float = 0.06
     """CloudFront data transfer out at the committed-use tier (seed)."""
-    cloudfront_per_10k_requests: float = 0.0
-    """CloudFront HTTPS request fee; 0 because the seed's bill folds it into the egress tier."""
+    # CloudFront on-demand price list, https://aws.amazon.com/cloudfront/pricing/ (read in the
+    # stored copy of the page, 2025): HTTPS requests per 10,000 are $0.0100 in United States,
+    # Mexico and Canada (Europe and Israel $0.0120; South America $0.0220); the always-free tier's
+    # 10 M requests a month are ignored at this scale. The seed left this line out.
+    cloudfront_per_10k_requests: float = 0.0100
+    """CloudFront HTTPS request fee, per 10,000 requests, every request (US, Mexico, Canada)."""
     function_per_million: float = 0.10
     """CloudFront Functions invocations (seed), charged on every request that runs one."""
     shield_per_10k: float = 0.0075
@@ -644,7 +648,8 @@ def costs(
 def seed_reference(prices: Prices = Prices()) -> dict[str, float]:
     """The seed's own bill (80 % hit ratio, every miss an on-the-fly transform), same formulas."""
     r = ModeResult("raw", requests=1000, edge_hits=800, origin_requests=200, renders=200)
-    lines = costs(r, prices)
+    # The seed's bill has no request fee: reproduce it as written (the modes do price it).
+    lines = costs(r, replace(prices, cloudfront_per_10k_requests=0.0))
     # The seed runs the viewer-request Function in front of its on-the-fly transforms.
     monthly = prices.requests_per_day * prices.days_per_month
     lines["functions"] = monthly / 1e6 * prices.function_per_million

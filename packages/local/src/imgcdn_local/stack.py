@@ -29,15 +29,23 @@ from typing import Any
 
 import structlog
 
-from imgcdn_local.cache import CachedResponse, EdgeCache, behaviour_for, ttl_for
+from imgcdn_local.cache import (
+    CachedResponse,
+    EdgeCache,
+    behaviour_for,
+    stale_if_error_for,
+    ttl_for,
+)
 from imgcdn_local.invalidations import LocalInvalidations
 from imgcdn_local.queue import PrecomputeQueue, s3_notification
+from imgcdn_local.signed import KeyGroups
 from imgcdn_precompute.events import EventError, parse_notification
 from imgcore import (
     ImageRef,
     ImgcoreError,
     InvalidRequest,
     Policy,
+    SignatureRejected,
     build_url,
     content_version,
     rewrite,
@@ -48,6 +56,7 @@ from imgcore.storage import NotFound, ObjectStore, write_atomic
 
 __all__ = [
     "CONTENT_VERSION_METADATA",
+    "STALE_WARNING",
     "Fallback",
     "FetchResult",
     "SingleFlight",
@@ -57,6 +66,8 @@ __all__ = [
     "function_url_event",
 ]
 
+STALE_WARNING = '111 - "Revalidation Failed"'
+"""The `Warning` (RFC 7234 5.5.2) on a stale copy served because the origin failed."""
 CONTENT_VERSION_METADATA = "imgcdn-content-version"
 """User metadata on each original: its content version, so a HEAD tells whose bytes it sees."""
 
@@ -120,7 +131,8 @@ class FetchResult:
     headers: dict[str, str]
     body: bytes
     cache: str
-    """`Hit`, `Miss`, or `FunctionGeneratedResponse` (the Function answered before the cache)."""
+    """`Hit`, `Miss`, `Stale` (an expired copy, served because the origin failed: see
+    `STALE_WARNING`), or `FunctionGeneratedResponse` (the Function answered before the cache)."""
 
 
 class SingleFlight:
@@ -164,6 +176,8 @@ class Counters:
     primary_faults: int = 0
     """Origin fetches whose derivatives-store read failed for another reason than a missing key."""
     fallback_invocations: int = 0
+    stale_served: int = 0
+    """Viewer requests answered with an expired copy because the origin group failed."""
     uploads: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
 
@@ -184,6 +198,7 @@ class Stack:
         cache: EdgeCache | None = None,
         base_url: str = "",
         description: Mapping[str, Any] | None = None,
+        key_groups: KeyGroups | None = None,
     ) -> None:
         """Wire the stack to its stores, the fallback handler and the precompute queue.
 
@@ -196,10 +211,12 @@ class Stack:
         self.queue = queue
         self.originals_bucket = originals_bucket
         self.policy = policy
-        self.cache = cache or EdgeCache()
+        # Not `cache or ...`: an empty EdgeCache is falsy (it has a length).
+        self.cache = cache if cache is not None else EdgeCache()
         self.invalidations = LocalInvalidations(self.cache)
         self.description = dict(description or {})
         self.base_url = base_url
+        self.key_groups = key_groups or KeyGroups()
         self.counters = Counters()
         self._flight = SingleFlight()
         self._pending = pending_dir
@@ -209,9 +226,25 @@ class Stack:
 
     # -- delivery -----------------------------------------------------------------------------
 
-    async def fetch(self, path: str, query: str, accept: str | None) -> FetchResult:
-        """Answer one viewer request for an image."""
+    async def fetch(
+        self, path: str, query: str, accept: str | None, origin: str | None = None
+    ) -> FetchResult:
+        """Answer one viewer request for an image.
+
+        Args:
+            path: The raw path, as sent.
+            query: The raw query string, as sent.
+            accept: The `Accept` header.
+            origin: The scheme and host the viewer asked (a signed URL covers them); default:
+                the stack's base URL.
+        """
         started = time.perf_counter()
+        url = f"{self.base_url if origin is None else origin}{path}{'?' + query if query else ''}"
+        try:
+            # A trusted key group is checked before the Function and the cache (R17).
+            self.key_groups.check(url, path)
+        except SignatureRejected as exc:
+            return self._count(self._signature_error(exc))
         try:
             derivative = rewrite(path, query, accept, self.policy)
         except InvalidRequest as exc:
@@ -224,7 +257,7 @@ class Stack:
             headers = {**cached.headers, "server-timing": f"edge;dur={edge_ms:.2f}"}
             return self._count(FetchResult(cached.status, headers, cached.body, "Hit"))
         self.counters.misses += 1
-        response: CachedResponse = await self._flight.run(
+        response, outcome = await self._flight.run(
             # Always a GET to the origin: a HEAD's empty answer must never be cached for GETs.
             uri,
             lambda: asyncio.to_thread(self._origin, uri, derivative.key),
@@ -234,18 +267,29 @@ class Stack:
             filter(None, [response.headers.get("server-timing"), f"edge;dur={total_ms:.2f}"])
         )
         headers = {**response.headers, "server-timing": timing}
-        return self._count(FetchResult(response.status, headers, response.body, "Miss"))
+        return self._count(FetchResult(response.status, headers, response.body, outcome))
 
     def _count(self, result: FetchResult) -> FetchResult:
         self.counters.by_status[result.status] = self.counters.by_status.get(result.status, 0) + 1
         return result
 
+    @staticmethod
+    def _signature_error(exc: SignatureRejected) -> FetchResult:
+        # CloudFront's answer to a bad signature is its own 403, never cached.
+        headers = {"content-type": "text/plain; charset=utf-8", "cache-control": "no-store"}
+        body = f"403: {exc}; allowed: a URL signed by one of this tenant's keys\n".encode()
+        return FetchResult(403, headers, body, "Error")
+
     def _function_error(self, exc: InvalidRequest) -> FetchResult:
         headers, body = function_error(exc, self.policy)
         return FetchResult(400, headers, body, "FunctionGeneratedResponse")
 
-    def _origin(self, uri: str, key: str) -> CachedResponse:
-        """The origin group: the derivatives store, then the fallback (runs in a thread)."""
+    def _origin(self, uri: str, key: str) -> tuple[CachedResponse, str]:
+        """The origin group: the derivatives store, then the fallback (runs in a thread).
+
+        Returns the answer and `Miss`, or, when the origin group fails with a 5xx and the cache
+        still holds an expired copy inside its stale-if-error window, that copy and `Stale`.
+        """
         self.counters.origin_fetches += 1
         started = time.perf_counter()
         try:
@@ -265,9 +309,19 @@ class Stack:
                 headers["cache-control"] = stored.info.cache_control
             response = CachedResponse(200, headers, stored.data)
         behaviour = behaviour_for(uri, self.policy)
-        ttl = ttl_for(response.headers.get("cache-control"), behaviour, response.status)
-        self.cache.put(uri, response, ttl)
-        return response
+        cache_control = response.headers.get("cache-control")
+        if response.status >= 500:
+            stale = self.cache.get_stale(uri)
+            if stale is not None:
+                self.counters.stale_served += 1
+                log.warning("served_stale", uri=uri, origin_status=response.status)
+                return CachedResponse(
+                    stale.status, {**stale.headers, "warning": STALE_WARNING}, stale.body
+                ), "Stale"
+        ttl = ttl_for(cache_control, behaviour, response.status)
+        stale_window = stale_if_error_for(cache_control, behaviour, response.status)
+        self.cache.put(uri, response, ttl, stale_window)
+        return response, "Miss"
 
     def _failover(self, uri: str, primary_error: Exception | None) -> CachedResponse:
         """The origin group's secondary; when it fails too, the viewer gets a 503 (R13)."""

@@ -128,6 +128,7 @@ def _removal_from(image: ImageRef, record: Mapping[str, Any]) -> Removal:
         [_version(v) for v in record.get("originals", ())],
         [_version(v) for v in record.get("derivatives", ())],
         float(record.get("gone_at", 0.0)),
+        [_version(v) for v in record.get("replica", ())],
     )
 
 
@@ -135,6 +136,8 @@ def _merge(into: Removal, more: Removal) -> None:
     seen = {(v.key, v.version_id) for v in (*into.originals, *into.derivatives)}
     into.originals += [v for v in more.originals if (v.key, v.version_id) not in seen]
     into.derivatives += [v for v in more.derivatives if (v.key, v.version_id) not in seen]
+    replicated = {(v.key, v.version_id) for v in into.replica}
+    into.replica += [v for v in more.replica if (v.key, v.version_id) not in replicated]
     into.gone_at = max(into.gone_at, more.gone_at)
 
 
@@ -226,12 +229,19 @@ class BulkReport:
 
 
 class _Progress:
-    """A status line on stderr, at most once a second (stdout stays for the result)."""
+    """A progress bar on stderr, redrawn at most once a second (stdout stays for the result).
+
+    On a terminal the line is redrawn in place; otherwise one line a second is appended, so a
+    log of the run (CI, `nohup`) shows its progress too.
+    """
+
+    WIDTH = 30
 
     def __init__(self, stream: TextIO | None, total: int) -> None:
         self.stream = stream
         self.total = total
         self._last = 0.0
+        self._tty = bool(stream is not None and stream.isatty())
 
     def show(self, phase: str, done: int, queue: InvalidationQueue, *, force: bool = False) -> None:
         if self.stream is None:
@@ -240,12 +250,17 @@ class _Progress:
         if not force and now - self._last < 1.0:
             return
         self._last = now
+        filled = self.WIDTH * done // max(1, self.total)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
         sent = sum(len(i.paths) for i in queue.created)
         busy = sum(len(i.paths) for i in queue.in_progress)
-        self.stream.write(
-            f"takedown: {phase} {done}/{self.total} · invalidated {sent} path(s), "
-            f"{busy} in progress, {len(queue.pending)} waiting\n"
+        line = (
+            f"takedown [{bar}] {done}/{self.total} {phase} · invalidated {sent} path(s), "
+            f"{busy} in progress, {len(queue.pending)} waiting"
         )
+        self.stream.write(("\r\x1b[K" + line) if self._tty else line + "\n")
+        if self._tty and force:
+            self.stream.write("\n")
         self.stream.flush()
 
 

@@ -8,6 +8,7 @@ command line (explicit values beat the environment):
 | `IMGCDN_ORIGINALS_BUCKET` | the originals bucket |
 | `IMGCDN_DERIVATIVES_BUCKET` | the derivatives bucket |
 | `IMGCDN_AUDIT_BUCKET` | the audit bucket (versioned, Object Lock) |
+| `IMGCDN_REPLICA_BUCKET` | the originals' replica in another Region, when replication is on |
 | `IMGCDN_DISTRIBUTION_ID` | the CloudFront distribution to invalidate |
 | `IMGCDN_TENANTS` | the deployment's tenants, comma-separated (an unknown one is refused) |
 | `IMGCDN_RENDER_WINDOW_SECONDS` | the fallback's timeout plus a margin (default 35) |
@@ -51,6 +52,7 @@ __all__ = [
 ORIGINALS_BUCKET = "IMGCDN_ORIGINALS_BUCKET"
 DERIVATIVES_BUCKET = "IMGCDN_DERIVATIVES_BUCKET"
 AUDIT_BUCKET = "IMGCDN_AUDIT_BUCKET"
+REPLICA_BUCKET = "IMGCDN_REPLICA_BUCKET"
 DISTRIBUTION_ID = "IMGCDN_DISTRIBUTION_ID"
 TENANTS = "IMGCDN_TENANTS"
 RENDER_WINDOW = "IMGCDN_RENDER_WINDOW_SECONDS"
@@ -71,6 +73,8 @@ class Deployment:
     render_window_s: float
     where: str
     """For messages: `distribution E123 (bucket names)` or the local stack's URL."""
+    poll_interval_s: float = 5.0
+    """Between status reads: CloudFront takes seconds to minutes; the local stack, a moment."""
 
 
 def _tenants(value: str, name: str) -> frozenset[str]:
@@ -97,6 +101,7 @@ def aws_deployment(
     originals_bucket: str | None = None,
     derivatives_bucket: str | None = None,
     audit_bucket: str | None = None,
+    replica_bucket: str | None = None,
     distribution_id: str | None = None,
     tenants: Sequence[str] | None = None,
     render_window_s: float | None = None,
@@ -129,6 +134,8 @@ def aws_deployment(
     )
     audit = parse_bucket(required(audit_bucket, AUDIT_BUCKET, "--audit-bucket"), AUDIT_BUCKET)
     distribution = required(distribution_id, DISTRIBUTION_ID, "--distribution-id")
+    replica_name = (replica_bucket or env.get(REPLICA_BUCKET, "")).strip()
+    replica = parse_bucket(replica_name, REPLICA_BUCKET) if replica_name else None
     raw_endpoint = env.get(S3_ENDPOINT, "").strip()
     endpoint = parse_endpoint(raw_endpoint, S3_ENDPOINT) if raw_endpoint else None
     known = (
@@ -150,6 +157,7 @@ def aws_deployment(
         S3Store(derivatives, endpoint_url=endpoint),
         S3Store(audit, endpoint_url=endpoint),
         policy=policy,
+        replica=None if replica is None else S3Store(replica, endpoint_url=endpoint),
     )
     return Deployment(
         service,
@@ -241,4 +249,5 @@ def local_deployment(url: str, *, render_window_s: float | None = None) -> Deplo
         frozenset(tenants) if tenants else None,
         window,
         f"the local stack at {url}",
+        poll_interval_s=0.25,
     )

@@ -216,8 +216,11 @@ class InvalidationQueue:
             if self.in_progress and now >= self._next_poll:
                 self.poll()
             return False
+        wave = max(self._wave_of.get(p, 1) for p in batch)
         try:
-            inv_id = self.invalidator.create(batch, reference_for(batch, self.salt))
+            # The wave is part of the reference: a second wave of the same paths is a new
+            # invalidation, not CloudFront's answer to the first.
+            inv_id = self.invalidator.create(batch, reference_for(batch, f"{self.salt}:{wave}"))
         except InvalidationBusy:
             # Someone else's invalidations may hold the quota: poll ours, wait, try again.
             self._back_off()
@@ -226,7 +229,6 @@ class InvalidationQueue:
         for path in batch:
             self._wild.pop(path, None)
             self._files.pop(path, None)
-        wave = max(self._wave_of.get(p, 1) for p in batch)
         inv = Invalidation(inv_id, tuple(batch), created_at=now, wave=wave)
         self.created.append(inv)
         if self.on_created is not None:

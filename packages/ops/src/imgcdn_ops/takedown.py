@@ -4,7 +4,10 @@ For `TENANT/IMAGE_ID` in one or both content classes, `take_down`:
 
 1. deletes the original: every object version and every delete marker of exactly its key in the
    (versioned) originals bucket, and nothing of a neighbour whose id shares a prefix (`shoe` vs
-   `shoe2`, `shoes/red` vs `shoes/red-2`, `shoes/red` vs `shoes/red/2`);
+   `shoe2`, `shoes/red` vs `shoes/red-2`, `shoes/red` vs `shoes/red/2`); with cross-Region
+   replication, in the replica bucket too (S3 replicates delete markers but never the deletion
+   of a version, so the replica's versions are deleted here; the sweep covers a version whose
+   replication was still in flight);
 2. deletes every version of every derivative and manifest of every content version of that
    image (`{class}/{tenant}/{id}/{version}/{variant}`; the derivatives bucket is versioned too,
    so deleting only the current object would leave its bytes in a noncurrent version);
@@ -191,16 +194,22 @@ class Removal:
     gone_at: float = 0.0
     """Wall-clock seconds when the original's last version was gone (the render window starts)."""
 
+    replica: list[ObjectVersion] = field(default_factory=list)
+    """Versions of the original in the replica bucket (cross-Region replication)."""
+
     @property
     def count(self) -> int:
-        return len(self.originals) + len(self.derivatives)
+        return len(self.originals) + len(self.derivatives) + len(self.replica)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        record = {
             "class": self.image.content_class.value,
             "originals": [_version_record(v) for v in self.originals],
             "derivatives": [_version_record(v) for v in self.derivatives],
         }
+        if self.replica:
+            record["replica"] = [_version_record(v) for v in self.replica]
+        return record
 
 
 class TakedownService:
@@ -212,6 +221,7 @@ class TakedownService:
         audit: Where audit records are written (kept apart from the data).
         policy: The policy whose TTLs the report quotes.
         workers: Deletes in flight at once.
+        replica: The originals' replica in another Region, when replication is on.
     """
 
     def __init__(
@@ -223,8 +233,10 @@ class TakedownService:
         policy: Policy = DEFAULT_POLICY,
         workers: int = 8,
         wall_clock: Callable[[], float] = time.time,
+        replica: VersionListing | None = None,
     ) -> None:
         """Bind the service to its stores."""
+        self.replica = replica
         self.originals = originals
         self.derivatives = derivatives
         self.audit = audit
@@ -239,6 +251,9 @@ class TakedownService:
             image,
             [v for v in self.originals.list_versions(key) if v.key == key],
             [v for v in self.derivatives.list_versions(image.prefix) if owns(image, v.key)],
+            replica=[]
+            if self.replica is None
+            else [v for v in self.replica.list_versions(key) if v.key == key],
         )
 
     def _delete(self, store: VersionListing, versions: Sequence[ObjectVersion]) -> None:
@@ -264,6 +279,8 @@ class TakedownService:
                 break
             self._delete(self.originals, late)
             removal.originals.extend(late)
+        if self.replica is not None:
+            self._delete(self.replica, removal.replica)
         removal.gone_at = self.wall_clock()
         self._delete(self.derivatives, removal.derivatives)
         return removal
@@ -280,6 +297,9 @@ class TakedownService:
         left = self.plan(image)
         problems += [f"{v.key} version {v.version_id} is still stored" for v in left.originals]
         problems += [f"{v.key} version {v.version_id} is still stored" for v in left.derivatives]
+        problems += [
+            f"{v.key} version {v.version_id} is still stored in the replica" for v in left.replica
+        ]
         for store, versions in (
             (self.originals, removal.originals),
             (self.derivatives, removal.derivatives),
@@ -450,6 +470,10 @@ def take_down(
         render_window_s=render_window_s,
         policy=service.policy,
     )
+    if not queue.salt:
+        # CloudFront answers a reused CallerReference with the old invalidation: a second
+        # takedown of the same image must make new ones, so each takedown salts its own.
+        queue.salt = report.takedown_id
     if dry_run:
         report.removals = [service.plan(image) for image in target.images]
         report.finished_at = _now().isoformat()

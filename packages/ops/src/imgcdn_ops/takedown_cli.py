@@ -28,6 +28,7 @@ _STACK_OUTPUTS = {
     "DistributionId": "distribution_id",
     "TakedownQueue": "queue_url",
 }
+_OPTIONAL_OUTPUTS = {"ReplicaBucket": "replica_bucket"}
 
 
 def _stack_outputs(name: str, region: str | None) -> dict[str, str]:
@@ -41,7 +42,11 @@ def _stack_outputs(name: str, region: str | None) -> dict[str, str]:
         msg = f"cannot read stack {name!r}: {exc}; allowed: the name of a deployed imgcdn stack"
         raise TakedownError(msg) from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", ())}
-    found = {field: outputs[key] for key, field in _STACK_OUTPUTS.items() if key in outputs}
+    found = {
+        field: outputs[key]
+        for key, field in {**_STACK_OUTPUTS, **_OPTIONAL_OUTPUTS}.items()
+        if key in outputs
+    }
     missing = [k for k in _STACK_OUTPUTS if k not in outputs]
     if missing:
         msg = f"stack {name!r} has no output {', '.join(missing)}; allowed: an imgcdn stack"
@@ -120,6 +125,7 @@ def _deployment(args: argparse.Namespace) -> Any:
             originals_bucket=args.originals_bucket or named.get("originals_bucket"),
             derivatives_bucket=args.derivatives_bucket or named.get("derivatives_bucket"),
             audit_bucket=args.audit_bucket or named.get("audit_bucket"),
+            replica_bucket=args.replica_bucket or named.get("replica_bucket"),
             distribution_id=args.distribution_id or named.get("distribution_id"),
             tenants=args.tenants.split(",") if args.tenants else None,
             render_window_s=args.render_window,
@@ -165,7 +171,9 @@ def _run_one(args: argparse.Namespace) -> int:
             reason=args.reason,
             actor=args.actor,
             service=ports.service,
-            queue=InvalidationQueue(ports.invalidator, poll_interval=args.poll_interval),
+            queue=InvalidationQueue(
+                ports.invalidator, poll_interval=args.poll_interval or ports.poll_interval_s
+            ),
             dry_run=args.dry_run,
             wait=args.wait,
             render_window_s=ports.render_window_s,
@@ -243,7 +251,9 @@ def _run_bulk(args: argparse.Namespace) -> int:
             actor=args.actor,
             service=ports.service,
             queue=InvalidationQueue(
-                ports.invalidator, salt=run_id, poll_interval=args.poll_interval
+                ports.invalidator,
+                salt=run_id,
+                poll_interval=args.poll_interval or ports.poll_interval_s,
             ),
             journal=journal,
             skipped=skipped,
@@ -302,6 +312,9 @@ def configure_takedown(subparsers: Subparsers) -> None:
     parser.add_argument("--originals-bucket", help="default: IMGCDN_ORIGINALS_BUCKET")
     parser.add_argument("--derivatives-bucket", help="default: IMGCDN_DERIVATIVES_BUCKET")
     parser.add_argument("--audit-bucket", help="default: IMGCDN_AUDIT_BUCKET")
+    parser.add_argument(
+        "--replica-bucket", help="the originals' replica, if replicated (IMGCDN_REPLICA_BUCKET)"
+    )
     parser.add_argument("--distribution-id", help="default: IMGCDN_DISTRIBUTION_ID")
     parser.add_argument("--tenants", help="the deployment's tenants, comma-separated")
     parser.add_argument(
@@ -310,7 +323,9 @@ def configure_takedown(subparsers: Subparsers) -> None:
         help="seconds a render in flight may still write (default: the target's; 35 on AWS)",
     )
     parser.add_argument(
-        "--poll-interval", type=float, default=5.0, help="seconds between status reads (5)"
+        "--poll-interval",
+        type=float,
+        help="seconds between status reads (default 5 on AWS, 0.25 on a local stack)",
     )
     parser.add_argument("--url", default=DEFAULT_URL, help=f"a local stack (default {DEFAULT_URL})")
     parser.set_defaults(run=_run_takedown)
