@@ -74,6 +74,7 @@ def full_context() -> dict[str, Any]:
             "account": ACCOUNT,
             "region": "eu-west-1",
             "stack_name": "ImgcdnFull",
+            "verify": {"schedule": "rate(1 hour)"},
             "tenants": [
                 {
                     "name": "acme",

@@ -23,6 +23,7 @@ from constructs import Construct
 from imgcdn_infra.assets import AssetError, BuiltAssets, workspace_root
 from imgcdn_infra.config import STANDARD_PREFIX, ConfigError, InfraConfig, load_config
 from imgcdn_infra.delivery import FUNCTION_SIZE_LIMIT, Delivery
+from imgcdn_infra.drift import DriftCheck
 from imgcdn_infra.edge_alarms import EdgeAlarms, EdgeAlarmsStack, additional_metrics
 from imgcdn_infra.monitor import ProbeMonitor
 from imgcdn_infra.nag import suppress_stack_findings
@@ -213,6 +214,19 @@ class ImgcdnStack(Stack):
             }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
+        self.drift_check: DriftCheck | None = None
+        if config.verify.schedule is not None:
+            self.drift_check = DriftCheck(
+                self,
+                "DriftCheck",
+                config=config,
+                schedule=config.verify.schedule,
+                assets=assets,
+                distribution=self.delivery.distribution,
+                topic=self.operations.topic,
+                dashboard=self.operations.dashboard,
+            )
+            CfnOutput(self, "DriftCheckFunction", value=self.drift_check.function.function_name)
         suppress_stack_findings(self, config)
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "RetentionConfig",
     "TakedownConfig",
     "TenantConfig",
+    "VerifyConfig",
     "WafConfig",
     "load_config",
     "origin_shield_region_for",
@@ -281,6 +282,75 @@ class DomainConfig(BaseModel):
         return value
 
 
+_RATE = re.compile(r"^rate\((?P<value>[1-9]\d*) (?P<unit>minutes?|hours?|days?)\)$")
+_CRON = re.compile(r"^cron\((?P<fields>[^()]+)\)$")
+# EventBridge's cron fields, in order, with the characters each may hold.
+_CRON_FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("minutes", re.compile(r"^[0-9,*/-]+$")),
+    ("hours", re.compile(r"^[0-9,*/-]+$")),
+    ("day-of-month", re.compile(r"^(?:[0-9,*/LW-]+|\?)$")),
+    ("month", re.compile(r"^[0-9A-Za-z,*/-]+$")),
+    ("day-of-week", re.compile(r"^(?:[0-9A-Za-z,*L#-]+|\?)$")),
+    ("year", re.compile(r"^[0-9,*/-]+$")),
+)
+_SCHEDULE_ALLOWED = (
+    "allowed: an EventBridge schedule expression, rate(<n> <unit>) with unit minute, hour or "
+    "day (singular for 1, plural above: rate(1 hour), rate(6 hours)), or cron(<minutes> <hours> "
+    "<day-of-month> <month> <day-of-week> <year>) with ? in exactly one of the two day fields "
+    "(cron(0 6 * * ? *)); or null to turn the check off"
+)
+
+
+def _cron_problem(fields: list[str]) -> str | None:
+    if len(fields) != len(_CRON_FIELDS):
+        return f"cron takes {len(_CRON_FIELDS)} fields, one space apart; got {len(fields)}"
+    for value, (name, pattern) in zip(fields, _CRON_FIELDS, strict=True):
+        if not pattern.match(value):
+            return f"the {name} field {value!r} is not valid"
+    if (fields[2] == "?") == (fields[4] == "?"):
+        return "exactly one of day-of-month and day-of-week must be ?"
+    return None
+
+
+def _schedule_problem(expression: str) -> str | None:
+    """What is wrong with an EventBridge schedule expression, or None when it is well formed."""
+    rate = _RATE.match(expression)
+    if rate is not None:
+        plural = rate["unit"].endswith("s")
+        if (rate["value"] == "1") == plural:
+            return "the unit is singular for 1 and plural above 1"
+        return None
+    cron = _CRON.match(expression)
+    if cron is None:
+        return "not a rate(...) or cron(...) expression"
+    return _cron_problem(cron["fields"].split(" "))
+
+
+class VerifyConfig(BaseModel):
+    """The scheduled drift check: a Lambda compares the live distribution with this stack.
+
+    Off by default; `schedule` turns it on (`-c imgcdn:verify.schedule="rate(1 hour)"`). Each run
+    writes the EMF metric `DriftedFields`; an alarm notifies the alarm topic when it is above 0,
+    and another when the check itself fails.
+    """
+
+    model_config = _Strict
+
+    schedule: str | None = None
+    """EventBridge schedule expression of the check (`rate(1 hour)`, `cron(0 6 * * ? *)`)."""
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        problem = _schedule_problem(value)
+        if problem is not None:
+            msg = f"{problem}; {_SCHEDULE_ALLOWED}"
+            raise ValueError(msg)
+        return value
+
+
 class AlarmConfig(BaseModel):
     """Alarm thresholds; every alarm notifies one SNS topic (optionally an e-mail address)."""
 
@@ -488,6 +558,7 @@ class InfraConfig(BaseModel):
     waf: WafConfig = WafConfig()
     domain: DomainConfig | None = None
     alarms: AlarmConfig = AlarmConfig()
+    verify: VerifyConfig = VerifyConfig()
     backfill: BackfillConfig = BackfillConfig()
     retention: RetentionConfig = RetentionConfig()
     quotas: QuotaConfig = QuotaConfig()
