@@ -252,7 +252,8 @@ def test_a_file_that_is_not_a_template_is_one_line_and_exit_2(
 
 
 class _Stack:
-    """GetTemplate and DescribeStackResources of the deployed stack, on a real boto3 client."""
+    """GetTemplate, ListStackResources (in pages) and DescribeStacks of the deployed stack, on a
+    real boto3 client."""
 
     def __init__(self, live: Deployment) -> None:
         import boto3
@@ -262,25 +263,44 @@ class _Stack:
         self.stack_id = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ImgcdnVerify/1"
         resources = [
             {
-                "StackName": "ImgcdnVerify",
-                "StackId": self.stack_id,
                 "LogicalResourceId": logical,
                 "PhysicalResourceId": live.physical[logical],
                 "ResourceType": resource["Type"],
-                "Timestamp": "2026-12-01T00:00:00Z",
+                "LastUpdatedTimestamp": "2026-12-01T00:00:00Z",
                 "ResourceStatus": "CREATE_COMPLETE",
             }
             for logical, resource in live.resources.items()
             if logical in live.physical
         ]
+        # Pages of 5, the distribution on a later one: a reader of the first page only misses it.
+        pages = [resources[i : i + 5] for i in range(0, len(resources), 5)]
+        assert len(pages) > 2
+        assert all(r["ResourceType"] != "AWS::CloudFront::Distribution" for r in pages[0])
+        self.pages_read = 0
         answers = {
             # boto3 returns TemplateBody parsed; the API sends it as text.
             "GetTemplate": {"TemplateBody": json.dumps(live.template), "StagesAvailable": []},
-            "DescribeStackResources": {"StackResources": resources},
+            "DescribeStacks": {
+                "Stacks": [
+                    {
+                        "StackName": "ImgcdnVerify",
+                        "StackId": self.stack_id,
+                        "CreationTime": "2026-12-01T00:00:00Z",
+                        "StackStatus": "CREATE_COMPLETE",
+                    }
+                ]
+            },
         }
 
         def answer(model: Any, params: Any, **_: Any) -> Any:
-            response = answers[model.name]
+            if model.name == "ListStackResources":
+                index = self.pages_read % len(pages)  # the pages in order, again for each check
+                self.pages_read += 1
+                response: dict[str, Any] = {"StackResourceSummaries": pages[index]}
+                if index + 1 < len(pages):
+                    response["NextToken"] = str(index + 1)
+            else:
+                response = answers[model.name]
             validate_parameters(response, model.output_shape)
             # botocore decodes TemplateBody in place: hand out a copy each time.
             return AWSResponse(None, 200, {}, None), copy.deepcopy(response)
@@ -292,6 +312,7 @@ class _Stack:
 def test_the_stack_check_reads_its_own_template_and_ids(live: Deployment) -> None:
     stack = _Stack(live)
     assert verify.check_stack(stack.client, live.client, "ImgcdnVerify") == []
+    assert stack.pages_read > 2  # every page, not the first only
 
     live.config["Origins"]["Items"][0]["DomainName"] = "someone-elses.s3.us-east-1.amazonaws.com"
     (difference,) = verify.check_stack(stack.client, live.client, "ImgcdnVerify")

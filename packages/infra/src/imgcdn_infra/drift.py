@@ -1,9 +1,10 @@
 """The opt-in scheduled drift check: a Lambda on an EventBridge schedule, its metric, two alarms.
 
 The Lambda is `imgcdn_ops.verify.handler` from the `ops` bundle: it reads this stack's processed
-template (`cloudformation:GetTemplate`) and physical ids (`DescribeStackResources`), reads the
-live distribution and everything its behaviours reference with CloudFront's Get/Describe calls,
-logs every difference and writes the EMF metric `imgcdn` / `DriftedFields` (no dimension).
+template (`cloudformation:GetTemplate`) and physical ids (`ListStackResources`,
+`DescribeStacks`), reads the live distribution and everything its behaviours reference with
+CloudFront's Get/Describe calls, logs every difference and writes the EMF metric `imgcdn` /
+`DriftedFields` (no dimension).
 One alarm fires when that metric is above 0, another when the check itself fails: a broken check
 must never look like "no drift".
 """
@@ -87,11 +88,12 @@ def drift_check_statements(
 ) -> DriftCheckStatements:
     """What the check may do: read this stack's template and its distribution, nothing else.
 
-    From IAM's Service Authorization Reference for CloudFormation and CloudFront: GetTemplate and
-    DescribeStackResources take the `stack` resource type; GetDistribution(Config) takes
-    `distribution`, GetCachePolicy `cache-policy`, GetOriginRequestPolicy `origin-request-policy`,
-    GetResponseHeadersPolicy `response-headers-policy`, DescribeFunction and GetFunction
-    `function`; GetKeyGroup and GetPublicKey take no resource type at all.
+    From IAM's Service Authorization Reference for CloudFormation and CloudFront: GetTemplate,
+    ListStackResources and DescribeStacks take the `stack` resource type; GetDistribution(Config)
+    takes `distribution`, GetCachePolicy `cache-policy`, GetOriginRequestPolicy
+    `origin-request-policy`, GetResponseHeadersPolicy `response-headers-policy`,
+    DescribeFunction and GetFunction `function`; GetKeyGroup and GetPublicKey take no resource
+    type at all.
     """
 
     def of_type(resource_type: str) -> str:
@@ -103,7 +105,11 @@ def drift_check_statements(
         own=[
             iam.PolicyStatement(
                 sid="ReadOwnStack",
-                actions=["cloudformation:DescribeStackResources", "cloudformation:GetTemplate"],
+                actions=[
+                    "cloudformation:DescribeStacks",
+                    "cloudformation:GetTemplate",
+                    "cloudformation:ListStackResources",
+                ],
                 resources=[stack.stack_id],
             ),
             iam.PolicyStatement(

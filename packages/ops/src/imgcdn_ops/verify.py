@@ -720,12 +720,14 @@ def check_stack(cloudformation: Any, cloudfront: Any, stack_name: str) -> list[D
     template = json.loads(body) if isinstance(body, str) else body
     resources: dict[str, str] = {}
     kinds: dict[str, str] = {}
-    stack_id = ""
-    for item in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]:
-        if item.get("PhysicalResourceId"):
-            resources[item["LogicalResourceId"]] = item["PhysicalResourceId"]
-            kinds[item["LogicalResourceId"]] = item["ResourceType"]
-        stack_id = item.get("StackId", stack_id)
+    # ListStackResources pages through every resource (DescribeStackResources stops at 100).
+    for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name):
+        for item in page.get("StackResourceSummaries", ()):
+            if item.get("PhysicalResourceId"):
+                resources[item["LogicalResourceId"]] = item["PhysicalResourceId"]
+                kinds[item["LogicalResourceId"]] = item["ResourceType"]
+    stacks = cloudformation.describe_stacks(StackName=stack_name).get("Stacks", ())
+    stack_id = str(stacks[0].get("StackId", "")) if stacks else ""
     # arn:<partition>:cloudformation:<region>:<account>:stack/<name>/<id>
     parts = stack_id.split(":")
     if len(parts) >= 6:
