@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from imgcdn_infra.assets import FUNCTIONS, BuiltAssets
@@ -23,10 +22,10 @@ from imgcdn_infra.config import STANDARD_PREFIX, InfraConfig
 from imgcdn_infra.permissions import fallback_statements, lambda_role
 from imgcdn_infra.pipeline import (
     LAMBDA_RUNTIME,
+    function_log_group,
     lambda_architecture,
     lambda_code,
     lambda_environment,
-    log_retention,
 )
 from imgcdn_infra.storage import Storage
 
@@ -73,12 +72,7 @@ class Delivery(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
-        self.log_group = logs.LogGroup(
-            self,
-            "FallbackLogs",
-            retention=log_retention(config.retention.log_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = function_log_group(self, "FallbackLogs", config)
         self.s3_statements = fallback_statements(
             storage.originals, storage.derivatives, config.tenant_prefixes
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -21,7 +21,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -30,7 +29,12 @@ from imgcdn_infra.config import InfraConfig
 from imgcdn_infra.nag import LATEST_RUNTIME, acknowledge, wildcard_findings
 from imgcdn_infra.operations import METRICS_NAMESPACE
 from imgcdn_infra.permissions import lambda_role
-from imgcdn_infra.pipeline import LAMBDA_RUNTIME, lambda_architecture, lambda_code, log_retention
+from imgcdn_infra.pipeline import (
+    LAMBDA_RUNTIME,
+    function_log_group,
+    lambda_architecture,
+    lambda_code,
+)
 
 __all__ = [
     "DRIFT_METRIC",
@@ -171,12 +175,7 @@ class DriftCheck(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention(config.retention.log_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = function_log_group(self, "Logs", config)
         statements = drift_check_statements(stack, distribution)
         role = lambda_role(
             self,

@@ -10,12 +10,11 @@ notify the operations topic.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sns as sns
@@ -26,7 +25,12 @@ from imgcdn_infra.assets import BuiltAssets
 from imgcdn_infra.config import InfraConfig
 from imgcdn_infra.nag import LATEST_RUNTIME, acknowledge, wildcard_findings
 from imgcdn_infra.permissions import lambda_role
-from imgcdn_infra.pipeline import LAMBDA_RUNTIME, lambda_architecture, lambda_code, log_retention
+from imgcdn_infra.pipeline import (
+    LAMBDA_RUNTIME,
+    function_log_group,
+    lambda_architecture,
+    lambda_code,
+)
 from imgcdn_infra.storage import Storage
 
 __all__ = ["ACCESS_LOG_PREFIX", "HANDLER", "ProbeMonitor"]
@@ -96,12 +100,7 @@ class ProbeMonitor(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         settings = config.probes
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention(config.retention.log_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = function_log_group(self, "Logs", config)
         # S3 invokes the function asynchronously: Lambda retries a failed event twice (a storage
         # fault), then hands it to this queue, so no log object goes unscanned unnoticed.
         self.dead_letters = sqs.Queue(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -19,7 +18,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from imgcdn_infra.config import InfraConfig
-from imgcdn_infra.pipeline import log_retention
+from imgcdn_infra.pipeline import function_log_group
 
 __all__ = ["BACKFILL_SOURCE", "Backfill", "Operations"]
 
@@ -126,12 +125,7 @@ class Backfill(Construct):
             map_execution_type=sfn.StateMachineType.STANDARD,
         )
         each_batch.item_processor(render.next(verdict))
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention(config.retention.log_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = function_log_group(self, "Logs", config)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",

@@ -64,6 +64,17 @@ def log_retention(days: int) -> logs.RetentionDays:
     return _RETENTION[days]
 
 
+def function_log_group(scope: Construct, construct_id: str, config: InfraConfig) -> logs.LogGroup:
+    """A function's own log group: the configured retention, removed with the stack (logs are
+    not user data, unlike the buckets)."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        retention=log_retention(config.retention.log_days),
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+
+
 def lambda_code(assets: BuiltAssets, name: str) -> lambda_.Code:
     """A function's built code; its fingerprint is the asset hash (no re-hashing of ~70 MB)."""
     return lambda_.Code.from_asset(
@@ -128,12 +139,7 @@ class Pipeline(Construct):
                     s3.NotificationKeyFilter(prefix=prefix + "/"),
                 )
 
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention(config.retention.log_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = function_log_group(self, "Logs", config)
         self.s3_statements = precompute_statements(
             storage.originals, storage.derivatives, config.tenant_prefixes
         )

@@ -22,13 +22,12 @@ has run out: the records name people (`actor`) and are kept no longer than that.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -41,10 +40,10 @@ from imgcdn_infra.pipeline import (
     DLQ_RETENTION,
     LAMBDA_RUNTIME,
     QUEUE_RETENTION,
+    function_log_group,
     lambda_architecture,
     lambda_code,
     lambda_environment,
-    log_retention,
 )
 from imgcdn_infra.storage import Storage, _guarded
 
@@ -126,12 +125,7 @@ class Takedown(Construct):
             ),
         )
 
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention(config.retention.log_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = function_log_group(self, "Logs", config)
         self.s3_statements = takedown_statements(
             originals=storage.originals,
             derivatives=storage.derivatives,
