@@ -30,6 +30,7 @@ from imgcdn_infra.pipeline import (
     function_log_group,
     lambda_architecture,
     lambda_code,
+    private_queue,
 )
 from imgcdn_infra.storage import Storage
 
@@ -103,11 +104,9 @@ class ProbeMonitor(Construct):
         self.log_group = function_log_group(self, "Logs", config)
         # S3 invokes the function asynchronously: Lambda retries a failed event twice (a storage
         # fault), then hands it to this queue, so no log object goes unscanned unnoticed.
-        self.dead_letters = sqs.Queue(
+        self.dead_letters = private_queue(
             self,
             "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
             retention_period=DLQ_RETENTION,
         )
         self.statements = read_logs_statements(storage.log_bucket, self.dead_letters)

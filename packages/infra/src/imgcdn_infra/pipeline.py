@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aws_cdk import AssetHashType, Duration, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
@@ -75,6 +76,17 @@ def function_log_group(scope: Construct, construct_id: str, config: InfraConfig)
     )
 
 
+def private_queue(scope: Construct, construct_id: str, **props: Any) -> sqs.Queue:
+    """A queue of the stack: encrypted at rest (SSE-SQS) and refusing requests without TLS."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        **props,
+    )
+
+
 def lambda_code(assets: BuiltAssets, name: str) -> lambda_.Code:
     """A function's built code; its fingerprint is the asset hash (no re-hashing of ~70 MB)."""
     return lambda_.Code.from_asset(
@@ -107,21 +119,17 @@ class Pipeline(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         settings = config.precompute
-        self.dead_letters = sqs.Queue(
+        self.dead_letters = private_queue(
             self,
             "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
             retention_period=DLQ_RETENTION,
         )
         # Visibility timeout = 6 x the function timeout (+ the batching window): AWS's rule for
         # Lambda SQS event sources, so a batch being retried after a throttle is never handed to
         # a second worker while the first may still be running it.
-        self.queue = sqs.Queue(
+        self.queue = private_queue(
             self,
             "Uploads",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
             visibility_timeout=Duration.seconds(settings.visibility_timeout_seconds),
             retention_period=QUEUE_RETENTION,
             dead_letter_queue=sqs.DeadLetterQueue(

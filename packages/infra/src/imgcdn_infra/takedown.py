@@ -44,6 +44,7 @@ from imgcdn_infra.pipeline import (
     lambda_architecture,
     lambda_code,
     lambda_environment,
+    private_queue,
 )
 from imgcdn_infra.storage import Storage, _guarded
 
@@ -106,18 +107,14 @@ class Takedown(Construct):
         self.audit = self._audit_bucket(storage, settings.audit_retention_days)
 
         timeout = takedown_timeout_seconds(config)
-        self.dead_letters = sqs.Queue(
+        self.dead_letters = private_queue(
             self,
             "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
             retention_period=DLQ_RETENTION,
         )
-        self.queue = sqs.Queue(
+        self.queue = private_queue(
             self,
             "Requests",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
             visibility_timeout=Duration.seconds(VISIBILITY_TIMEOUT_FACTOR * timeout),
             retention_period=QUEUE_RETENTION,
             dead_letter_queue=sqs.DeadLetterQueue(
