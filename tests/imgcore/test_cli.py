@@ -74,3 +74,18 @@ def test_each_option_is_one_encoded_value(
     err = capsys.readouterr().err
     assert err.startswith("imgcdn render: ")
     assert re.search(message, err), err
+
+
+def test_a_closed_pipe_ends_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`imgcdn upload ... | head -1`: no 'Broken pipe: None', no traceback, the SIGPIPE status."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes
+    with os.fdopen(write_end, "w") as closed:
+        monkeypatch.setattr("sys.stdout", closed)
+        assert main(["policy"]) == 141
+        monkeypatch.undo()
+    assert capsys.readouterr().err == ""

@@ -232,11 +232,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's shutdown
     except ImgcoreError as exc:
         print(f"imgcdn {args.command}: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
         return 2
+    except BrokenPipeError:
+        # The reader went away (`imgcdn upload ... | head`): say nothing more, as Unix tools
+        # do, and keep Python from complaining about stdout again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13  # what a shell reports for a command ended by SIGPIPE
     except OSError as exc:
-        failure = f"imgcdn {args.command}: {exc.strerror}: {exc.filename}"
+        where = f": {exc.filename}" if exc.filename else ""
+        failure = f"imgcdn {args.command}: {exc.strerror or exc}{where}"
         print(failure, file=sys.stderr)  # noqa: T201 - CLI output
         return 2
     return status
