@@ -503,7 +503,7 @@ class _BulkRun:
             if r.target.name not in self.failures
         }
         self._drive(checks, "verified", verified)
-        return done
+        return sorted(done, key=lambda d: int(d["line"]))  # input order, whatever finished first
 
 
 def _verify(
