@@ -225,6 +225,15 @@ class ImageRef:
         """The one CloudFront invalidation path that covers the public and rewritten URIs (R8)."""
         return "/" + encode_path(self.prefix) + "*"
 
+    def owns(self, key: str) -> bool:
+        """Whether `key` is one of this image's derivatives or manifests: `{prefix}{version}/
+        {name}` with exactly one name segment, never a key of an id that extends this one
+        (`a/b/{version}/...` is not `a`'s)."""
+        if not key.startswith(self.prefix):
+            return False
+        version, sep, name = key[len(self.prefix) :].partition("/")
+        return bool(sep and name and "/" not in name and _VERSION.fullmatch(version))
+
     def version_prefix(self, version: str) -> str:
         """The key prefix of one version's derivatives and manifest."""
         return f"{self.prefix}{validate_version(version)}/"

@@ -18,7 +18,6 @@ everything deleted for it, whichever run deleted it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -555,8 +554,3 @@ def _audit(
     report.finished_at = datetime.now(UTC).isoformat()
     report.audit_key = audit_key(report.started_at, report.takedown_id)
     return report
-
-
-def input_digest(path: Path) -> str:
-    """The SHA-256 of an input file (a journal belongs to one input)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -35,7 +35,6 @@ bulk runner (`imgcdn_ops.bulk`) drives the same steps for thousands of ids with 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -70,7 +69,6 @@ AUDIT_CONTENT_TYPE = "application/json"
 AUDIT_SCHEMA = "imgcdn-takedown/1"
 DEFAULT_RENDER_WINDOW_S = 35.0
 """The fallback's default timeout (30 s) plus 5 s for its answer to reach CloudFront."""
-_VERSION = re.compile(r"[0-9a-f]{16}")
 
 
 class TakedownError(ImgcoreError):
@@ -145,14 +143,6 @@ def parse_target(
             )
             raise TakedownError(msg)
     return target
-
-
-def owns(image: ImageRef, key: str) -> bool:
-    """Whether `key` is a derivative or manifest of `image` (not of an id extending it)."""
-    if not key.startswith(image.prefix):
-        return False
-    version, sep, name = key[len(image.prefix) :].partition("/")
-    return bool(sep and name and "/" not in name and _VERSION.fullmatch(version))
 
 
 def bound_for(content_class: ContentClass, policy: Policy = DEFAULT_POLICY) -> str:
@@ -250,7 +240,7 @@ class TakedownService:
         return Removal(
             image,
             [v for v in self.originals.list_versions(key) if v.key == key],
-            [v for v in self.derivatives.list_versions(image.prefix) if owns(image, v.key)],
+            [v for v in self.derivatives.list_versions(image.prefix) if image.owns(v.key)],
             replica=[]
             if self.replica is None
             else [v for v in self.replica.list_versions(key) if v.key == key],

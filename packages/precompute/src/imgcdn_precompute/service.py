@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -109,7 +108,6 @@ SUPERSEDED_TAGS: Mapping[str, str] = MappingProxyType({SUPERSEDED_TAG: "true"})
 DEFAULT_MAX_HASH_BYTES = 1 << 30
 """1 GiB: an oversize original is still hashed (streamed) to name its failed manifest; beyond
 this it takes too long to be worth it in a Lambda and is only logged."""
-_VERSION_SEGMENT = re.compile(r"[0-9a-f]{16}")
 _HASH_CHUNK = 1 << 20
 _REMOVAL_ROUNDS = 3
 _PUT_ATTEMPTS = 3
@@ -344,8 +342,8 @@ class PrecomputeService:
         """Every version stored under an image's prefix, with its keys (this image's only)."""
         groups: dict[str, list[str]] = {}
         for info in self.derivatives.list(image.prefix):
-            version, sep, name = info.key[len(image.prefix) :].partition("/")
-            if sep and name and "/" not in name and _VERSION_SEGMENT.fullmatch(version):
+            if image.owns(info.key):
+                version = info.key[len(image.prefix) :].partition("/")[0]
                 groups.setdefault(version, []).append(info.key)
         return groups
 
