@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration, Fn, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from imgcdn_infra.config import InfraConfig
 from imgcdn_infra.nag import acknowledge, wildcard_findings
+from imgcdn_infra.storage import _guarded, originals_lifecycle_rules
 
 __all__ = ["OriginalsReplication", "ReplicaStack", "replica_bucket_name"]
 
@@ -61,15 +62,9 @@ class ReplicaStack(Stack):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig, **kwargs: Any):
         super().__init__(scope, construct_id, **kwargs)
-        noncurrent_days = config.retention.originals_noncurrent_days
-        self.log_bucket = s3.Bucket(
+        self.log_bucket = _guarded(
             self,
             "LogBucket",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            removal_policy=RemovalPolicy.RETAIN,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[
                 s3.LifecycleRule(
@@ -79,35 +74,15 @@ class ReplicaStack(Stack):
                 )
             ],
         )
-        self.bucket = s3.Bucket(
+        self.bucket = _guarded(
             self,
             "OriginalsReplica",
             bucket_name=replica_bucket_name(config),
             versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            removal_policy=RemovalPolicy.RETAIN,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.log_bucket,
             server_access_logs_prefix="s3/originals-replica/",
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="abort-incomplete-uploads",
-                    abort_incomplete_multipart_upload_after=Duration.days(7),
-                ),
-                *(
-                    [
-                        s3.LifecycleRule(
-                            id="expire-noncurrent-originals",
-                            noncurrent_version_expiration=Duration.days(noncurrent_days),
-                        )
-                    ]
-                    if noncurrent_days is not None
-                    else []
-                ),
-            ],
+            lifecycle_rules=originals_lifecycle_rules(config),
         )
         acknowledge(
             self.log_bucket,

@@ -32,6 +32,26 @@ def _guarded(scope: Construct, name: str, **props: Any) -> s3.Bucket:
     )
 
 
+def originals_lifecycle_rules(config: InfraConfig) -> list[s3.LifecycleRule]:
+    """What ages out of a bucket of originals (the originals bucket and its replica alike):
+    incomplete uploads, and noncurrent versions when `retention.originals_noncurrent_days`."""
+    days = config.retention.originals_noncurrent_days
+    rules = [
+        s3.LifecycleRule(
+            id="abort-incomplete-uploads",
+            abort_incomplete_multipart_upload_after=Duration.days(7),
+        )
+    ]
+    if days is not None:
+        rules.append(
+            s3.LifecycleRule(
+                id="expire-noncurrent-originals",
+                noncurrent_version_expiration=Duration.days(days),
+            )
+        )
+    return rules
+
+
 class Storage(Construct):
     """Originals (what tenants upload), derivatives (what the edge serves) and their logs."""
 
@@ -59,24 +79,7 @@ class Storage(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.log_bucket,
             server_access_logs_prefix="s3/originals/",
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="abort-incomplete-uploads",
-                    abort_incomplete_multipart_upload_after=Duration.days(7),
-                ),
-                *(
-                    [
-                        s3.LifecycleRule(
-                            id="expire-noncurrent-originals",
-                            noncurrent_version_expiration=Duration.days(
-                                retention.originals_noncurrent_days
-                            ),
-                        )
-                    ]
-                    if retention.originals_noncurrent_days is not None
-                    else []
-                ),
-            ],
+            lifecycle_rules=originals_lifecycle_rules(config),
         )
         self.derivatives = _guarded(
             self,
