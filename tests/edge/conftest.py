@@ -6,6 +6,7 @@ import base64
 import copy
 import io
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -165,3 +166,8 @@ def deployment() -> Iterator[Deployment]:
         emf = io.StringIO()
         handler = build_handler(originals=originals, derivatives=derivatives, metrics=Metrics(emf))
         yield Deployment(client, originals, derivatives, emf, handler)
+        # A deadline test abandons its worker (a 3 s write, say); it must land in this test's
+        # buckets, not in the next test's moto state under the same keys.
+        for worker in threading.enumerate():
+            if worker.name == "imgcdn-bounded":
+                worker.join(timeout=30)
