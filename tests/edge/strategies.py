@@ -24,6 +24,8 @@ SPECIALS = list(" ./\\+~!'()*&=?#;,:@$[]\"<>^`{|}\t\n\r\x00\x7f\x85\xa0\u2028\uf
 PLANES = [(0x20, 0x7E), (0x00, 0x1F), (0x7F, 0x9F), (0xA0, 0x2FF), (0x0100, 0xD7FF)]
 PLANES += [(0xD800, 0xDFFF), (0xE000, 0xFFFF), (0x10000, 0x10FFFF)]
 FORMAT_WORDS = ["jpeg", "jpg", "png", "webp", "avif", "auto", "gif", "svg", "jpe", "image/webp"]
+FORMAT_WORDS += ["cover", "contain", "pad", "fill", "center", "centre", "attention", "entropy"]
+FORMAT_WORDS += ["1.5", "2.0", "0.5", "3", "1.", ".5", "0.0"]
 ODD_VALUES = [
     "", "-1", "+5", "1.5", "0x10", "3e2", "\u0663\u0662\u0660", "\uff13\uff12", "Infinity", "NaN",
     "%33%32%30", "32%30", "1%00", " 320", "320 ", "320+", "%2B320", "9999999", "10000000",
@@ -31,6 +33,7 @@ ODD_VALUES = [
 ]  # fmt: skip
 OTHER_NAMES = ["W", "H", "FMT", "Q", "%77", "%68", "f%6Dt", "%66%6d%74", "%71", "w%00", "w ", "w+"]
 OTHER_NAMES += ["+w", " w", "width", "utm_source", "__proto__", "constructor", "toString", "0"]
+OTHER_NAMES += ["Dpr", "FIT", "G", "format", "quality", "gravity", "crop", "fm", "hasOwnProperty"]
 MEDIA = ["image/avif", "image/webp", "image/jpeg", "image/png", "*/*", "image/*", "IMAGE/AVIF"]
 MEDIA += ["Image/WebP", "image/avifx", "image/avi", "text/html", "", "image/\u0130", "image /avif"]
 QPARAMS = [";q=0", ";q=1", ";q=0.5", ";q=0.000", ";q=0.001", ";q=1.000", ";q=1.5", ";q=", ";Q=0"]

@@ -16,10 +16,19 @@ from typing import Any
 import pytest
 
 from imgcore import InvalidRequest, rewrite
+from imgcore.params import PARAM_NAMES, Fit, Gravity
 from imgcore.percent import decode_component
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "canonicalize.json"
 CASES: list[dict[str, Any]] = json.loads(GOLDEN.read_text())["cases"]
+
+
+def _message(case: dict[str, Any]) -> str:
+    try:
+        rewrite(case["path"], case["query"], case["accept"])
+    except InvalidRequest as exc:
+        return str(exc)
+    return ""
 
 
 def _actual(case: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +41,14 @@ def _actual(case: dict[str, Any]) -> dict[str, Any]:
         "status": 200,
         "uri": derivative.uri,
         "key": derivative.key,
-        "params": {"w": p.w, "h": p.h, "fmt": p.fmt.value, "q": p.q},
+        "params": {
+            "w": p.w,
+            "h": p.h,
+            "fit": p.fit.value,
+            "g": p.g.value,
+            "fmt": p.fmt.value,
+            "q": p.q,
+        },
     }
 
 
@@ -66,9 +82,17 @@ def _values(query: str) -> dict[str, list[tuple[str, str]]]:
 
 
 def test_there_are_enough_vectors_of_every_kind() -> None:
-    assert len(CASES) >= 300
+    assert len(CASES) >= 450
     fields = {c["expect"].get("field") for c in CASES}
-    assert {"path", "w", "h", "fmt", "q", None} <= fields
+    assert {"path", *PARAM_NAMES, None} <= fields
+    shapes = {
+        (c["expect"]["params"]["fit"], c["expect"]["params"]["g"])
+        for c in CASES
+        if "params" in c["expect"]
+    }
+    assert {(f.value, "center") for f in Fit} | {("cover", g.value) for g in Gravity} <= shapes
+    misspelt = [c for c in CASES if "did you mean" in _message(c)]
+    assert {c["expect"]["field"] for c in misspelt} == set(PARAM_NAMES)
     paths = " ".join(c["path"] for c in CASES)
     for hostile in ("%20", "+", "%25", "%C3%A9", "..", "%2F", "%5C", "%00", "%E2%80%AE"):
         assert hostile in paths, hostile
@@ -77,7 +101,7 @@ def test_there_are_enough_vectors_of_every_kind() -> None:
         values = [v for found in parsed for v in found.get(name, [])]
         for kind, matches in NUMBER_KINDS.items():
             assert any(matches(raw, value) for raw, value in values), (name, kind)
-    for name in ("w", "h", "fmt", "q"):
+    for name in PARAM_NAMES:
         assert any(len(found.get(name, [])) > 1 for found in parsed), (name, "repeated")
 
 

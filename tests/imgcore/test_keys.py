@@ -24,7 +24,7 @@ from imgcore import (
     source_key,
 )
 from imgcore.keys import FORMAT_CHARACTERS
-from imgcore.params import TransformParams
+from imgcore.params import Fit, Gravity, TransformParams
 from imgcore.percent import decode_component, encode_path
 from imgcore.policy import OutputFormat, Policy, StandardSet
 
@@ -236,13 +236,37 @@ def test_derivative_key_checks_params_against_the_given_policy() -> None:
 
 def test_derivative_key_round_trips_every_canonical_variant() -> None:
     policy = DEFAULT_POLICY
+    boxes: list[tuple[int | None, int | None]] = [(None, None), (None, 160), (None, 2560)]
+    for w in policy.widths:
+        boxes += [(w, None), *((w, r.height_for(w)) for r in policy.ratio_ladder)]
     for fmt in OutputFormat:
-        for w in (None, *policy.widths):
-            for h in (None, 160, 2560):
+        for w, h in boxes:
+            shapes = [(Fit.COVER, Gravity.CENTER)]
+            if w is not None and h is not None:
+                shapes += [(Fit.CONTAIN, Gravity.CENTER), (Fit.PAD, Gravity.CENTER)]
+                shapes += [(Fit.COVER, Gravity.ATTENTION), (Fit.COVER, Gravity.ENTROPY)]
+            for fit, g in shapes:
                 for q in policy.qualities if fmt.lossy else (None,):
-                    params = TransformParams(fmt, w=w, h=h, q=q)
+                    params = TransformParams(fmt, w=w, h=h, q=q, fit=fit, g=g)
                     key = derivative_key("acme", "a b/c.jpg", V, params)
                     assert parse_derivative_key(key).params == params
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "w320-h320-contain-pad-q80.webp",  # two fits
+        "w320-h200-q80.webp",  # 1.6 is no rung's box (3:2 is h213, 16:9 is h180)
+        "w320-pad-q80.webp",  # a fit needs both sides
+        "h320-attention-q80.webp",
+        "w320-h213-pad-attention-q80.webp",  # gravity is for cover only
+        "w320-h213-cover-q80.webp",  # the default is never written
+        "w320-h213-center-q80.webp",
+    ],
+)
+def test_non_canonical_boxes_fits_and_gravities_are_refused(variant: str) -> None:
+    with pytest.raises(InvalidKey):
+        parse_derivative_key(f"img/acme/x/{V}/{variant}")
 
 
 def test_full_size_png_has_a_name() -> None:

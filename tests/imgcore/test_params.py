@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from imgcore import DEFAULT_POLICY, InvalidRequest, OutputFormat, Policy, TransformParams
@@ -18,7 +20,7 @@ def p(
 
 
 def test_only_allowlisted_parameters_count() -> None:
-    junk = "utm_source=x&utm_medium=y&fbclid=1&_=1700000000&W=900&width=900&session=abc"
+    junk = "utm_source=x&utm_medium=y&fbclid=1&_=1700000000&Wx=900&widths=900&session=abc"
     assert canon(f"{junk}&w=320&fmt=webp") == canon("w=320&fmt=webp") == p("webp", 320, q=80)
 
 
@@ -160,7 +162,7 @@ def test_auto_fallback_can_keep_png_for_alpha() -> None:
 
 def test_canonical_query_round_trips() -> None:
     params = canon("w=287&h=400&fmt=WEBP&q=77&utm=x")
-    assert params.query() == "w=320&h=480&fmt=webp&q=80"
+    assert params.query() == "w=320&h=427&fmt=webp&q=80"  # 287:400 is nearest 3:4
     assert canon(params.query()) == params
 
 
@@ -223,3 +225,157 @@ def test_policy_is_frozen_and_serializes() -> None:
     with pytest.raises(ValueError, match="frozen"):
         DEFAULT_POLICY.widths = (1,)  # type: ignore[misc]
     assert Policy.model_validate_json(DEFAULT_POLICY.to_json()) == DEFAULT_POLICY
+
+
+# -- the box: aspect ratio, dpr, fit and gravity (rules 5-7) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "box"),
+    [
+        ("w=300&h=200", (320, 213)),  # a 3:2 product card, not a 320x320 square
+        ("w=640&h=360", (640, 360)),  # 16:9, not 640x480
+        ("w=1200&h=630", (1280, 670)),  # the Open Graph card: 1.91:1, not 1280x640
+        ("w=320&h=320", (320, 320)),
+        ("w=320&h=400", (320, 400)),  # 4:5
+        ("w=90&h=160", (160, 284)),  # 9:16
+        ("w=160&h=1", (160, 69)),  # wider than 21:9 clamps to it
+        ("w=160&h=9999", (160, 284)),  # taller than 9:16 clamps to it
+        ("w=99999999&h=1", (2560, 1097)),  # huge counts as 10,000,000: 21:9
+        ("w=1&h=99999999", (160, 284)),
+    ],
+)
+def test_both_sides_keep_the_requested_aspect_ratio(query: str, box: tuple[int, int]) -> None:
+    params = canon(query + "&fmt=webp")
+    assert (params.w, params.h) == box
+    assert canon(params.query()) == params
+
+
+def test_every_rung_of_every_width_is_a_fixed_point() -> None:
+    for w in DEFAULT_POLICY.widths:
+        for rung in DEFAULT_POLICY.ratio_ladder:
+            params = canon(f"w={w}&h={rung.height_for(w)}&fmt=jpeg")
+            assert (params.w, params.h) == (w, rung.height_for(w)), (w, rung.text)
+
+
+def test_a_ratio_on_a_threshold_goes_to_the_wider_rung() -> None:
+    policy = Policy(ratios=("1:1", "4:1"))  # threshold exactly 2.0
+    assert canon("w=320&h=160&fmt=jpeg", policy=policy).h == 80  # 4:1
+    assert canon("w=320&h=161&fmt=jpeg", policy=policy).h == 320  # 1:1
+
+
+def test_a_height_alone_still_snaps_to_the_height_breakpoints() -> None:
+    assert canon("h=200&fmt=webp") == p("webp", h=320, q=80)
+
+
+@pytest.mark.parametrize(
+    ("query", "same_as"),
+    [
+        ("w=320&dpr=2", "w=640"),
+        ("w=320&dpr=1.5", "w=480"),
+        ("w=320&dpr=1.4", "w=480"),  # snaps up to 1.5
+        ("w=320&dpr=2.0", "w=640"),
+        ("w=320&dpr=7", "w=960"),  # clamps at 3
+        ("w=320&dpr=0.5", "w=320"),  # snaps up to 1
+        ("w=300&h=200&dpr=2", "w=600&h=400"),
+        ("h=200&dpr=3", "h=600"),
+        ("dpr=2", ""),
+        ("w=99999999&dpr=2", "w=2560"),
+    ],
+)
+def test_dpr_multiplies_before_snapping_and_never_enters_the_key(query: str, same_as: str) -> None:
+    assert canon(query + "&fmt=webp") == canon(same_as + "&fmt=webp")
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("", "dpr is empty"),
+        ("0", "dpr must be above 0"),
+        ("0.00", "dpr must be above 0"),
+        ("-2", "digits 0-9 and at most one '.'"),
+        ("2x", "digits 0-9"),
+        ("1.5.1", "digits 0-9"),
+        (".5", "digits 0-9"),
+        ("2.", "digits 0-9"),
+        ("\u0662", "digits 0-9"),
+        ("1e1", "digits 0-9"),
+    ],
+)
+def test_bad_dpr_values_are_400s_that_say_what_is_allowed(value: str, problem: str) -> None:
+    with pytest.raises(InvalidRequest, match=problem) as caught:
+        canon({"w": "320", "dpr": value})
+    assert caught.value.field == "dpr"
+    assert "snapped up to one of 1, 1.5, 2, 3" in str(caught.value)
+
+
+def test_fit_and_gravity_shape_a_box_with_both_sides() -> None:
+    assert canon("w=300&h=200&fit=pad&fmt=webp").variant == "w320-h213-pad-q80.webp"
+    assert canon("w=300&h=200&fit=CONTAIN&fmt=webp").variant == "w320-h213-contain-q80.webp"
+    assert canon("w=300&h=200&g=attention&fmt=webp").variant == "w320-h213-attention-q80.webp"
+    assert canon("w=300&h=200&g=Entropy&fmt=webp").variant == "w320-h213-entropy-q80.webp"
+    # Defaults and shapes without a box never reach the key.
+    plain = canon("w=300&h=200&fmt=webp")
+    assert canon("w=300&h=200&fit=cover&g=centre&fmt=webp") == plain
+    assert canon("w=300&fit=pad&g=attention&fmt=webp") == canon("w=300&fmt=webp")
+    assert canon("w=300&h=200&fit=contain&g=entropy&fmt=webp").variant.count("-") == 3
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "allowed"),
+    [
+        ("fit=fill", "fit", "allowed: cover, contain, pad"),
+        ("fit=", "fit", "fit is empty"),
+        ("g=north", "g", "allowed: center, attention, entropy (centre means center)"),
+        ("g=", "g", "g is empty"),
+    ],
+)
+def test_bad_fit_and_gravity_values_name_the_allowed_ones(
+    query: str, field: str, allowed: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=re.escape(allowed)) as caught:
+        canon("w=1&h=1&" + query)
+    assert caught.value.field == field
+
+
+# -- names users get wrong (rule 2) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "wrong", "meant"),
+    [
+        ("width=320", "width", "w"),
+        ("height=320", "height", "h"),
+        ("format=webp", "format", "fmt"),
+        ("fm=webp", "fm", "fmt"),
+        ("quality=80", "quality", "q"),
+        ("gravity=attention", "gravity", "g"),
+        ("crop=pad", "crop", "fit"),
+        ("W=320", "W", "w"),
+        ("FMT=webp", "FMT", "fmt"),
+        ("Dpr=2", "Dpr", "dpr"),
+        ("%57=320", "W", "w"),  # decoded before it is judged
+        ("w=320&Width=1&H=2", "H", "h"),  # the first in code-point order
+    ],
+)
+def test_a_misspelt_name_is_a_400_that_names_the_right_one(
+    query: str, wrong: str, meant: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        canon(query)
+    assert caught.value.field == meant
+    assert str(caught.value) == (
+        f"query parameter {wrong!r} is not one imgcdn reads: did you mean {meant}? "
+        "allowed: w, h, dpr, fit, g, fmt, q (lower case)"
+    )
+
+
+def test_a_misspelt_name_is_reported_before_a_repeat_or_a_bad_value() -> None:
+    with pytest.raises(InvalidRequest, match="did you mean w"):
+        canon("w=1&w=2&q=0&width=5")
+    with pytest.raises(InvalidRequest, match="did you mean fmt"):
+        canon({"w": "x", "Format": "webp"})
+
+
+def test_names_that_only_look_alike_stay_junk() -> None:
+    assert canon("widths=1&w_=2&ww=3&utm_width=4&fmt=jpeg") == canon("fmt=jpeg")

@@ -21,18 +21,22 @@ from imgcore import (
     parse_derivative_uri,
     parse_public_path,
 )
+from imgcore.params import MISTAKEN_NAMES, PARAM_NAMES, Fit, Gravity, box_is_canonical
 from imgcore.percent import decode_component
 
-NAMES = ("w", "h", "fmt", "q")
+NAMES = PARAM_NAMES
 
 
 def _is_junk(name: str) -> bool:
     """Whether canonicalize drops a parameter of this raw name: it must not DECODE to a real one
-    (`%71` is `q`, `%66mt` is `fmt`); a name that does not decode at all is junk too."""
+    (`%71` is `q`, `%66mt` is `fmt`) or to a misspelt one (`W`, `width`: a 400); a name that
+    does not decode at all is junk too."""
     try:
-        return decode_component(name, plus_is_space=True) not in NAMES
+        decoded = decode_component(name, plus_is_space=True)
     except ValueError:
         return True
+    lowered = decoded.lower() if decoded.isascii() else decoded
+    return lowered not in NAMES and lowered not in MISTAKEN_NAMES
 
 
 junk_names = st.text(alphabet="abcdefgmtwWHQ_-%.+0123456789", min_size=1, max_size=8).filter(
@@ -44,6 +48,9 @@ values = {
     "h": st.one_of(st.integers(0, 10**9).map(str), st.sampled_from(["", "1.5", "00"])),
     "fmt": st.sampled_from(["jpeg", "JPG", "png", "webp", "AVIF", "auto", "gif", ""]),
     "q": st.one_of(st.integers(0, 200).map(str), st.just("")),
+    "dpr": st.sampled_from(["1", "1.5", "2", "2.0", "3", "0.5", "9", "0", "", "x", "1.25"]),
+    "fit": st.sampled_from(["cover", "contain", "pad", "PAD", "fill", ""]),
+    "g": st.sampled_from(["center", "centre", "attention", "entropy", "north", ""]),
 }
 accepts = st.one_of(
     st.none(),
@@ -95,7 +102,12 @@ def test_canonicalization_is_idempotent_and_stays_in_the_policy(
     assert canonicalize(result.query(), accept) == result
     assert canonicalize(result.query(), "text/plain") == result  # a concrete fmt ignores Accept
     assert result.w is None or result.w in DEFAULT_POLICY.widths
-    assert result.h is None or result.h in DEFAULT_POLICY.heights
+    if result.w is None:
+        assert result.h is None or result.h in DEFAULT_POLICY.heights
+    else:
+        assert result.h is None or box_is_canonical(result)
+    if result.w is None or result.h is None:
+        assert (result.fit, result.g) == (Fit.COVER, Gravity.CENTER)
     assert result.fmt in DEFAULT_POLICY.output_formats
     assert (result.q is None) == (result.fmt is OutputFormat.PNG)
     assert result.q is None or result.q in DEFAULT_POLICY.qualities
@@ -111,19 +123,27 @@ segment = st.text(
 image_ids = st.lists(segment, min_size=1, max_size=4).map("/".join)
 tenants = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True)
 versions = st.from_regex(r"[0-9a-f]{16}", fullmatch=True)
-params = st.builds(
-    lambda w, h, fmt, q: TransformParams(
-        fmt=fmt, w=w, h=h, q=None if fmt is OutputFormat.PNG else q
-    ),
-    st.one_of(st.none(), st.sampled_from(DEFAULT_POLICY.widths)),
-    st.one_of(st.none(), st.sampled_from(DEFAULT_POLICY.heights)),
-    st.sampled_from(list(OutputFormat)),
-    st.sampled_from(DEFAULT_POLICY.qualities),
-)
+
+
+@st.composite
+def params(draw: st.DrawFn) -> TransformParams:
+    """Canonical params: any box of the policy, with a fit or gravity where one applies."""
+    fmt = draw(st.sampled_from(list(OutputFormat)))
+    q = None if fmt is OutputFormat.PNG else draw(st.sampled_from(DEFAULT_POLICY.qualities))
+    w = draw(st.one_of(st.none(), st.sampled_from(DEFAULT_POLICY.widths)))
+    if w is None:
+        h = draw(st.one_of(st.none(), st.sampled_from(DEFAULT_POLICY.heights)))
+        return TransformParams(fmt=fmt, w=w, h=h, q=q)
+    rung = draw(st.one_of(st.none(), st.sampled_from(DEFAULT_POLICY.ratio_ladder)))
+    if rung is None:
+        return TransformParams(fmt=fmt, w=w, q=q)
+    fit = draw(st.sampled_from(list(Fit)))
+    g = draw(st.sampled_from(list(Gravity))) if fit is Fit.COVER else Gravity.CENTER
+    return TransformParams(fmt=fmt, w=w, h=rung.height_for(w), q=q, fit=fit, g=g)
 
 
 @settings(max_examples=400)
-@given(tenants, image_ids, versions, params, st.sampled_from(list(ContentClass)))
+@given(tenants, image_ids, versions, params(), st.sampled_from(list(ContentClass)))
 def test_key_layout_round_trips(
     tenant: str, image_id: str, version: str, p: TransformParams, cls: ContentClass
 ) -> None:

@@ -6,7 +6,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from imgcore import InvalidKey, InvalidRequest, build_url, rewrite, srcset, srcset_entries
+from imgcore import (
+    InvalidKey,
+    InvalidRequest,
+    build_url,
+    canonicalize,
+    rewrite,
+    srcset,
+    srcset_entries,
+)
 from imgcore.cli import main
 
 V = "0123456789abcdef"
@@ -73,3 +81,11 @@ def test_cli_url_prints_canonical_urls(capsys: pytest.CaptureFixture[str]) -> No
 def test_cli_reports_user_errors_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["url", "Acme", "x", V]) == 2
     assert "allowed" in capsys.readouterr().err
+
+
+def test_build_url_keeps_the_aspect_ratio_and_folds_dpr_in() -> None:
+    url = build_url("acme", "x", V, w=300, h=200, dpr=2, fit="pad")
+    assert url == f"/img/acme/x/{V}?w=640&h=427&fit=pad"
+    assert canonicalize("w=640&h=427&fit=pad").variant == "w640-h427-pad-q80.jpeg"
+    assert build_url("acme", "x", V, w=300, fit="pad", g="attention") == f"/img/acme/x/{V}?w=320"
+    assert build_url("acme", "x", V, w=300, h=200, g="centre") == f"/img/acme/x/{V}?w=320&h=213"

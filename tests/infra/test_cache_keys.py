@@ -33,7 +33,10 @@ def test_snapshot_names_every_part_of_every_key(snapshot: Path) -> None:
     for composition in behaviours.values():
         key = composition["cache_key"]
         assert set(key) == {"query_strings", "headers", "cookies", "accept_encoding", "ttl_seconds"}
-        assert key["query_strings"] == {"behavior": "whitelist", "names": ["fmt", "h", "q", "w"]}
+        assert key["query_strings"] == {
+            "behavior": "whitelist",
+            "names": ["dpr", "fit", "fmt", "g", "h", "q", "w"],
+        }
 
 
 @pytest.mark.parametrize(
@@ -115,13 +118,13 @@ def test_a_function_whose_rewrite_drops_h_fails_the_snapshot(synths: Any) -> Non
     # The cache policy is the same, the key is not: `h` no longer reaches the derivative URI.
     templates = synths.default.templates
     before = cache_keys.to_text(cache_keys.render(templates))
-    push_h = "parts.push('h' + h);"
+    push_h = "parts.push('h'+h);"  # as deployed: minified
     dropped = _with_function_code(templates, lambda code: code.replace(push_h, ""))
     assert dropped != templates  # the edit really changed the Function
     delta = cache_keys.diff(before, cache_keys.to_text(cache_keys.render(dropped)))
     removed = [line for line in delta.splitlines() if line.startswith("-")]
     added = [line for line in delta.splitlines() if line.startswith("+")]
-    assert any("/0123456789abcdef/w320-h160-q70.webp" in line for line in removed)
+    assert any("/0123456789abcdef/w320-h137-q70.webp" in line for line in removed)
     assert any("/0123456789abcdef/w320-q70.webp" in line for line in added)
     assert any('"code_sha256"' in line for line in added)
 
@@ -133,7 +136,7 @@ def test_the_snapshot_holds_the_functions_hash_and_what_it_writes(snapshot: Path
         assert len(function["code_sha256"]) == 64
         first = function["writes"][0]
         assert first["query"] == "w=287&h=100&fmt=webp&q=61&utm_source=x"
-        assert first["uri"].endswith("/w320-h160-q70.webp")
+        assert first["uri"].endswith("/w320-h137-q70.webp")
         assert first["query_left"] == []  # R1: nothing else reaches the cache key or the origin
 
 

@@ -15,7 +15,7 @@ from imgcdn_infra.nag import flatten_reference
 ONE_YEAR = 31_536_000
 STALE_IF_ERROR = 604_800
 FAILOVER = [403, 404, 500, 502, 503, 504]
-ALLOWLIST = ["w", "h", "fmt", "q"]
+ALLOWLIST = ["w", "h", "dpr", "fit", "g", "fmt", "q"]
 
 
 @pytest.fixture(scope="module", params=["default", "full"])
@@ -316,7 +316,8 @@ def test_response_headers_policy_on_every_behaviour(synth: Any) -> None:
     }
     assert security["ContentTypeOptions"] == {"Override": True}
     headers = config["CustomHeadersConfig"]["Items"]
-    assert [h["Header"] for h in headers] == ["Timing-Allow-Origin"]
+    assert [h["Header"] for h in headers] == ["Timing-Allow-Origin", "Vary"]
+    assert headers[1] == {"Header": "Vary", "Value": "Accept", "Override": True}
     cors = config["CorsConfig"]
     assert cors["AccessControlAllowMethods"]["Items"] == ["GET", "HEAD"]
     assert cors["AccessControlAllowCredentials"] is False
@@ -1175,3 +1176,12 @@ def test_outputs_tell_an_operator_where_everything_is(template: Template) -> Non
         "DeadLetterQueueArn",
         {"Value": {"Fn::GetAtt": [Match.string_like_regexp("^PipelineDeadLetters"), "Arn"]}},
     )
+
+
+def test_the_cache_key_allowlist_is_imgcores_parameter_list() -> None:
+    # infra cannot import imgcore (it ships without it); until the generated contract carries
+    # the names, this holds the two lists together.
+    from imgcdn_infra.delivery import CACHE_KEY_QUERY_STRINGS
+    from imgcore.params import PARAM_NAMES
+
+    assert CACHE_KEY_QUERY_STRINGS == PARAM_NAMES == tuple(ALLOWLIST)

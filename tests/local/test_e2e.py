@@ -54,6 +54,7 @@ def test_upload_render_and_serve_like_the_distribution(start_stack: Any, real_ph
     )
     assert first.headers["x-content-type-options"] == "nosniff"
     assert first.headers["timing-allow-origin"] == "*"
+    assert first.headers["vary"] == "Accept"  # a shared cache must not mix negotiated formats
     assert "access-control-allow-origin" not in first.headers  # not a CORS request
     image = _decode(first.body)
     assert (image.format, image.width) == ("WEBP", 640)  # 600 snapped up; pre-computed

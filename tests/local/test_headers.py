@@ -20,6 +20,7 @@ def test_cors_headers_answer_cors_requests_only() -> None:
         "strict-transport-security": f"max-age={HSTS_MAX_AGE_S}; includeSubDomains",
         "x-content-type-options": "nosniff",
         "timing-allow-origin": "*",
+        "vary": "Accept",
     }
     assert delivery_headers("https://a.example")["access-control-allow-origin"] == "*"
 

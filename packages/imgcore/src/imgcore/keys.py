@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from imgcore.errors import InvalidKey, InvalidRequest
-from imgcore.params import TransformParams
+from imgcore.params import Fit, Gravity, TransformParams, box_is_canonical
 from imgcore.percent import decode_component, encode_path
 from imgcore.policy import DEFAULT_POLICY, OutputFormat, Policy
 
@@ -68,7 +68,8 @@ an audit record. A fixed table, not `unicodedata`, so every Python and the Cloud
 the BMP are allowed: they are script-specific (Egyptian hieroglyph and shorthand format
 controls, musical beams) or the tag characters of emoji subdivision flags, visible in use."""
 _VARIANT = re.compile(
-    r"(?:w(?P<w>[1-9][0-9]{0,4}))?-?(?:h(?P<h>[1-9][0-9]{0,4}))?-?(?:q(?P<q>[1-9][0-9]{0,2}))?"
+    r"(?:w(?P<w>[1-9][0-9]{0,4}))?-?(?:h(?P<h>[1-9][0-9]{0,4}))?"
+    r"(?:-(?P<fit>contain|pad))?(?:-(?P<g>attention|entropy))?-?(?:q(?P<q>[1-9][0-9]{0,2}))?"
 )
 
 
@@ -354,8 +355,18 @@ def _check_canonical(params: TransformParams, policy: Policy) -> None:
         refuse("fmt", f"fmt {params.fmt.value} is not an output format of the policy", names)
     if params.w is not None and params.w not in policy.widths:
         refuse("w", f"w={params.w} is not a width breakpoint", listed(policy.widths))
-    if params.h is not None and params.h not in policy.heights:
+    if params.h is not None and params.w is None and params.h not in policy.heights:
         refuse("h", f"h={params.h} is not a height breakpoint", listed(policy.heights))
+    if params.h is not None and params.w is not None and not box_is_canonical(params, policy):
+        ratios = ", ".join(policy.ratios)
+        refuse("h", f"w={params.w}&h={params.h} is not a box of the ratio ladder", ratios)
+    if (params.w is None or params.h is None) and (params.fit, params.g) != (
+        Fit.COVER,
+        Gravity.CENTER,
+    ):
+        refuse("fit", "fit and g apply to a box with both w and h", "cover and center")
+    if params.fit is not Fit.COVER and params.g is not Gravity.CENTER:
+        refuse("g", "g applies to fit=cover only", "center")
     if params.fmt.lossy and params.q not in policy.qualities:
         problem = f"{params.fmt.value} is lossy and needs a q on the ladder (got {params.q})"
         refuse("q", problem, listed(policy.qualities))
@@ -364,7 +375,10 @@ def _check_canonical(params: TransformParams, policy: Policy) -> None:
 
 
 def _parse_variant(name: str, policy: Policy) -> TransformParams:
-    layout = "allowed: [w{width}][-h{height}][-q{quality}].{format}, or full.png"
+    layout = (
+        "allowed: [w{width}][-h{height}][-contain|-pad|-attention|-entropy][-q{quality}]"
+        ".{format}, or full.png"
+    )
     stem, dot, ext = name.rpartition(".")
     if not dot or ext not in {f.value for f in policy.output_formats}:
         msg = f"variant {name!r} does not name an output format of the policy; {layout}"
@@ -377,12 +391,23 @@ def _parse_variant(name: str, policy: Policy) -> TransformParams:
         msg = f"variant {name!r} is not in the canonical layout; {layout}"
         raise InvalidKey(msg)
     w, h, q = (int(v) if v else None for v in match.group("w", "h", "q"))
-    params = TransformParams(fmt=fmt, w=w, h=h, q=q)
+    fit = Fit(match.group("fit") or Fit.COVER)
+    g = Gravity(match.group("g") or Gravity.CENTER)
+    params = TransformParams(fmt=fmt, w=w, h=h, q=q, fit=fit, g=g)
     if params.variant != name:
         msg = f"variant {name!r} is not in the canonical layout (expected {params.variant!r})"
         raise InvalidKey(msg)
-    if (w is not None and w not in policy.widths) or (h is not None and h not in policy.heights):
-        msg = f"variant {name!r} is not on the policy's breakpoints"
+    if (w is not None and w not in policy.widths) or (
+        h is not None
+        and (h not in policy.heights if w is None else not box_is_canonical(params, policy))
+    ):
+        msg = f"variant {name!r} is not on the policy's breakpoints and ratio ladder"
+        raise InvalidKey(msg)
+    if (w is None or h is None) and (fit, g) != (Fit.COVER, Gravity.CENTER):
+        msg = f"variant {name!r}: a fit or gravity needs a box with both w and h"
+        raise InvalidKey(msg)
+    if fit is not Fit.COVER and g is not Gravity.CENTER:
+        msg = f"variant {name!r}: a gravity applies to a cover crop only"
         raise InvalidKey(msg)
     if fmt.lossy and q not in policy.qualities:
         msg = f"variant {name!r} has no quality on the policy's ladder {list(policy.qualities)}"

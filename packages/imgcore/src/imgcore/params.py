@@ -5,26 +5,47 @@ The rules, in the order they apply (the CloudFront Function implements exactly t
 1. The query is split on `&` (never `;`); empty pieces are skipped. A piece is `name=value` split
    at the first `=`; a piece without `=` has an empty value. Names and values are
    percent-decoded strictly (`+` is a space); a piece whose *name* does not decode is junk.
-2. Only `w`, `h`, `fmt` and `q` count, matched exactly (case-sensitive). Everything else is junk
-   and dropped without a trace (R1): `utm_*`, cache-busters, `W=`, `width=`.
-3. Each of `w`, `h`, `fmt`, `q` may appear at most once: a repeated name is a 400, even when the
-   values agree (a URL with two widths is a bug in its builder, not a preference).
-   When several things are wrong, the first reported is: a repeat (in the order w, h, fmt, q),
-   then w, h, fmt, q.
+2. Only `w`, `h`, `dpr`, `fit`, `g`, `fmt` and `q` count, matched exactly (case-sensitive).
+   A name that is plainly one of them misspelt (`W`, `Fmt`, `width`, `height`, `format`,
+   `quality`, `gravity`...: `MISTAKEN_NAMES`, or an allowed name in other ASCII case) is a 400
+   that says which name was meant; of several, the one first in code-point order is reported.
+   Everything else is junk and dropped without a trace (R1): `utm_*`, cache-busters.
+3. Each allowed name may appear at most once: a repeated name is a 400, even when the values
+   agree (a URL with two widths is a bug in its builder, not a preference). When several
+   things are wrong, the first reported is: a misspelt name, then a repeat (in the order of
+   `PARAM_NAMES`), then the values in that same order.
 4. `w`, `h`, `q` are ASCII digits only: no sign, no space, no decimal point, no other script's
    digits; empty is a 400. Leading zeros are ignored (`0320` is 320), zero is a 400.
-   `w` and `h` snap *up* to the next breakpoint and clamp at the largest, however huge the number
-   (R2). `q` must be 1-100 and snaps up to the next rung of the ladder, clamping at the top.
-5. `fmt` is ASCII case-insensitive (`WebP` is `webp`; `jpg` is `jpeg`) and must be one of the
+   `q` must be 1-100 and snaps up to the next rung of the ladder, clamping at the top.
+5. `dpr` is a decimal number of ASCII digits with at most one `.` (`2`, `1.5`, `2.0`), above
+   zero; it snaps up to the next rung of the policy's ladder (1, 1.5, 2, 3) and clamps at the
+   top. It multiplies `w` and `h` before they snap (rounding up), and never enters a key:
+   `w=320&dpr=2` is `w=640`. Alone it changes nothing.
+6. The box. `w` alone (times dpr) snaps *up* to the next width breakpoint and clamps at the
+   largest, however huge the number (R2); `h` alone likewise on the height breakpoints.
+   With both, the requested aspect ratio survives: `w` snaps as above, the ratio `w/h` (of
+   the numbers as sent; a huge one counts as 10,000,000) snaps to the nearest rung of the
+   policy's ratio ladder, nearest in log scale (the thresholds are the geometric means of
+   neighbouring rungs rounded to 4 decimals, compared as doubles; a ratio on a threshold
+   goes to the wider rung),
+   and the height is `w * b / a` for the rung `a:b`, rounded half up. `w=300&h=200` is
+   `w=320&h=213` (3:2); `w=1200&h=630` is `w=1280&h=670` (1.91:1).
+7. `fit` (with both sides only; ignored otherwise) is `cover` (the default: crop to fill the
+   box), `contain` (fit inside the box, no crop) or `pad` (contain, then fill the box with the
+   policy's background, transparent where the format has alpha). `g` (gravity, with
+   `fit=cover` only; ignored otherwise) is `center` (the default, `centre` too: the image's
+   stored focal point, else the middle), `attention` or `entropy` (libvips' smart crops).
+   Both are ASCII case-insensitive; defaults never appear in a key.
+8. `fmt` is ASCII case-insensitive (`WebP` is `webp`; `jpg` is `jpeg`) and must be one of the
    policy's output formats or `auto`; absent means the policy's default format (`auto`).
-6. `auto` resolves from `Accept` (R3): the first format of the policy's preference (avif, webp)
+9. `auto` resolves from `Accept` (R3): the first format of the policy's preference (avif, webp)
    that `Accept` names explicitly with q > 0 wins; wildcards (`image/*`, `*/*`) name nothing, a
    malformed q-value excludes its entry; otherwise the policy's fallback (jpeg).
-7. For PNG, `q` is validated and then dropped: PNG output is lossless. For lossy formats an
-   absent `q` becomes the policy's default for that format.
+10. For PNG, `q` is validated and then dropped: PNG output is lossless. For lossy formats an
+    absent `q` becomes the policy's default for that format.
 
 A query may also be a mapping of already-decoded names to values (what web frameworks hand
-over): each value is a `str` or an iterable of `str`, and rules 2-7 apply to them as above. A
+over): each value is a `str` or an iterable of `str`, and rules 2-10 apply to them as above. A
 name mapped to no value at all (an empty list) is a 400, like `w=`. A value of another type
 (`{"w": 320}`, `None`, bytes) is a `TypeError`: that is a bug in the calling code, not a request
 to answer with a 400.
@@ -34,33 +55,86 @@ Canonicalization is idempotent: `canonicalize(params.query())` returns the same 
 
 from __future__ import annotations
 
+import math
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
 
 from imgcore.errors import InvalidRequest
 from imgcore.percent import decode_component
 from imgcore.policy import AUTO, DEFAULT_POLICY, OutputFormat, Policy
 
 __all__ = [
+    "HUGE_SIDE",
+    "MISTAKEN_NAMES",
     "PARAM_NAMES",
+    "VALUE_ALIASES",
+    "Fit",
+    "Gravity",
     "TransformParams",
     "accepted_formats",
+    "box_is_canonical",
     "canonicalize",
     "parse_query",
     "resolve_format",
+    "snap_box",
+    "snap_dpr",
     "snap_height",
     "snap_quality",
     "snap_width",
 ]
 
-PARAM_NAMES = ("w", "h", "fmt", "q")
-"""The only query parameters that change the bytes, in their canonical order (R1, R2)."""
+PARAM_NAMES = ("w", "h", "dpr", "fit", "g", "fmt", "q")
+"""The only query parameters that change the bytes, in the order their errors are reported
+(R1, R2). `dpr` never reaches a key: it is folded into `w` and `h`."""
 
+MISTAKEN_NAMES = {
+    "width": "w",
+    "height": "h",
+    "format": "fmt",
+    "fm": "fmt",
+    "quality": "q",
+    "gravity": "g",
+    "crop": "fit",
+}
+"""Names users write for a parameter, lower-cased: a 400 that names the right one, not the
+2560 px master served as if nothing had been asked (rule 2). An allowed name in other ASCII
+case (`W`, `Fmt`) is treated the same way."""
+
+
+class Fit(StrEnum):
+    """How an image meets a box with both sides (rule 7)."""
+
+    COVER = "cover"
+    """Fill the box, cropping what sticks out (the default)."""
+    CONTAIN = "contain"
+    """Fit inside the box, no crop: the output is smaller than the box on one side."""
+    PAD = "pad"
+    """Contain, then fill the rest of the box with the policy's background."""
+
+
+class Gravity(StrEnum):
+    """Where a cover crop keeps its pixels (rule 7)."""
+
+    CENTER = "center"
+    """The image's stored focal point, else the middle (the default)."""
+    ATTENTION = "attention"
+    """libvips' attention smart crop: skin tones, saturated colour, edges."""
+    ENTROPY = "entropy"
+    """libvips' entropy smart crop: the busiest region."""
+
+
+_ONCE = f"give each of {', '.join(PARAM_NAMES)} at most once"
+VALUE_ALIASES = {"fmt": {"jpg": "jpeg"}, "g": {"centre": "center"}}
+"""Other spellings of a value, per parameter (rules 7-8)."""
 _DIGITS = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+HUGE_SIDE = 10_000_000
+"""A side with more digits than `_MAX_DIGITS` counts as this many pixels in the ratio (rule 6)."""
 _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
-_FORMAT_ALIASES = {"jpg": "jpeg"}
 # More significant digits than this is "huge": it clamps to the largest breakpoint. Seven digits
 # keep every comparison exact in JavaScript's doubles too.
 _MAX_DIGITS = 7
@@ -74,23 +148,34 @@ class TransformParams:
     Attributes:
         fmt: The concrete output format (never `auto`).
         w: Target width on a width breakpoint, or None.
-        h: Target height on a height breakpoint, or None. With both, the output is a cover crop.
+        h: Target height: on a height breakpoint alone; with `w`, the height of a box on the
+            ratio ladder (rule 6).
         q: Quality on the ladder; None exactly when `fmt` is lossless (PNG).
+        fit: How the image meets a box with both sides; `cover` unless both are set.
+        g: Where a cover crop keeps its pixels; `center` unless both sides are set and
+            `fit` is `cover`.
     """
 
     fmt: OutputFormat
     w: int | None = None
     h: int | None = None
     q: int | None = None
+    fit: Fit = Fit.COVER
+    g: Gravity = Gravity.CENTER
 
     @property
     def variant(self) -> str:
-        """The variant's file name in the key layout, e.g. `w320-q80.webp` or `full.png`."""
+        """The variant's file name in the key layout, e.g. `w320-q80.webp`, `full.png` or
+        `w320-h213-pad-q80.webp` (a non-default fit or gravity follows the box)."""
         parts = []
         if self.w is not None:
             parts.append(f"w{self.w}")
         if self.h is not None:
             parts.append(f"h{self.h}")
+        if self.fit is not Fit.COVER:
+            parts.append(self.fit.value)
+        if self.g is not Gravity.CENTER:
+            parts.append(self.g.value)
         if self.q is not None:
             parts.append(f"q{self.q}")
         stem = "-".join(parts) if parts else "full"
@@ -103,6 +188,8 @@ class TransformParams:
             for name, value in (
                 ("w", self.w),
                 ("h", self.h),
+                ("fit", None if self.fit is Fit.COVER else self.fit.value),
+                ("g", None if self.g is Gravity.CENTER else self.g.value),
                 ("fmt", self.fmt.value),
                 ("q", self.q),
             )
@@ -142,42 +229,64 @@ def _mapping_values(name: str, values: object) -> list[str | InvalidRequest]:
             raise TypeError(msg)
         checked.append(value)
     if not checked:
-        msg = f"{name} is given with no value; give each of w, h, fmt, q at most once, with a value"
+        msg = f"{name} is given with no value; {_ONCE}, with a value"
         checked.append(InvalidRequest(msg, field=name))
     return checked
+
+
+def _meant(name: str) -> str | None:
+    """The allowed name that `name` is a misspelling of (rule 2), or None."""
+    lowered = name.translate(_ASCII_LOWER)
+    if lowered in PARAM_NAMES:
+        return lowered if lowered != name else None
+    return MISTAKEN_NAMES.get(lowered)
 
 
 def _collect(
     query: str | Mapping[str, str | Iterable[str]],
 ) -> dict[str, list[str | InvalidRequest]]:
     """Rules 1-2: the allowlisted values in order; an undecodable value is kept as its error,
-    so that it is reported in its name's turn (after the repeat check), as the Function does."""
+    so that it is reported in its name's turn (after the repeat check), as the Function does.
+    A misspelt name is raised at once (the first in code-point order)."""
     found: dict[str, list[str | InvalidRequest]] = {}
+    mistaken: set[str] = set()
     if isinstance(query, Mapping):
         for name, values in query.items():
             if name in PARAM_NAMES:
                 found[name] = _mapping_values(name, values)
-        return found
-    for piece in query.removeprefix("?").split("&"):
-        if not piece:
-            continue
-        raw_name, _, raw_value = piece.partition("=")
-        try:
-            name = decode_component(raw_name, plus_is_space=True)
-        except ValueError:
-            continue
-        if name not in PARAM_NAMES:
-            continue
-        value: str | InvalidRequest
-        try:
-            value = decode_component(raw_value, plus_is_space=True)
-        except ValueError as exc:
-            msg = (
-                f"{name} is not valid percent-encoding: {exc} (got {_shown(raw_value)}); "
-                "allowed: UTF-8"
-            )
-            value = InvalidRequest(msg, field=name)
-        found.setdefault(name, []).append(value)
+            elif _meant(name):
+                mistaken.add(name)
+    else:
+        for piece in query.removeprefix("?").split("&"):
+            if not piece:
+                continue
+            raw_name, _, raw_value = piece.partition("=")
+            try:
+                name = decode_component(raw_name, plus_is_space=True)
+            except ValueError:
+                continue
+            if name not in PARAM_NAMES:
+                if _meant(name):
+                    mistaken.add(name)
+                continue
+            value: str | InvalidRequest
+            try:
+                value = decode_component(raw_value, plus_is_space=True)
+            except ValueError as exc:
+                msg = (
+                    f"{name} is not valid percent-encoding: {exc} (got {_shown(raw_value)}); "
+                    "allowed: UTF-8"
+                )
+                value = InvalidRequest(msg, field=name)
+            found.setdefault(name, []).append(value)
+    if mistaken:
+        name = min(mistaken)
+        meant = _meant(name) or ""
+        msg = (
+            f"query parameter {_shown(name)} is not one imgcdn reads: did you mean {meant}? "
+            f"allowed: {', '.join(PARAM_NAMES)} (lower case)"
+        )
+        raise InvalidRequest(msg, field=meant)
     return found
 
 
@@ -192,8 +301,9 @@ def parse_query(query: str | Mapping[str, str | Iterable[str]]) -> dict[str, lis
         A mapping from each allowlisted name present to its values, in order of appearance.
 
     Raises:
-        InvalidRequest: An allowlisted parameter's value is not valid percent-encoding, or a
-            mapping gives it no value (the first such name in the order w, h, fmt, q).
+        InvalidRequest: A name is a misspelt parameter, or an allowlisted parameter's value is
+            not valid percent-encoding, or a mapping gives it no value (the first such name in
+            the order of `PARAM_NAMES`).
         TypeError: A mapping's value for an allowlisted name is not a str or an iterable of str.
     """
     collected = _collect(query)
@@ -222,6 +332,7 @@ def _integer(name: str, value: str, allowed: str) -> int | None:
 
 
 def _snap_up(value: int | None, ladder: tuple[int, ...]) -> int:
+    """The first rung at or above `value`; the top for a larger one or None ("huge")."""
     if value is None:
         return ladder[-1]
     i = bisect_left(ladder, value)
@@ -295,20 +406,104 @@ def snap_quality(q: int, policy: Policy = DEFAULT_POLICY) -> int:
     return _snap_up(q, policy.qualities)
 
 
-def _requested_format(value: str, policy: Policy) -> OutputFormat | str:
-    names = [f.value for f in policy.output_formats]
-    allowed = f"allowed: {', '.join([*names, AUTO])} (jpg means jpeg)"
+def _choice(name: str, value: str, allowed_values: list[str]) -> str:
+    """Rules 7-8: an ASCII case-insensitive word of `allowed_values`, aliases applied."""
+    aliases = VALUE_ALIASES.get(name, {})
+    shown_aliases = "".join(f" ({a} means {b})" for a, b in sorted(aliases.items()))
+    allowed = f"allowed: {', '.join(allowed_values)}{shown_aliases}"
     if not value:
-        msg = f"fmt is empty; {allowed}"
-        raise InvalidRequest(msg, field="fmt")
+        msg = f"{name} is empty; {allowed}"
+        raise InvalidRequest(msg, field=name)
     lowered = value.translate(_ASCII_LOWER)
-    lowered = _FORMAT_ALIASES.get(lowered, lowered)
-    if lowered == AUTO:
-        return AUTO
-    if lowered not in names:
-        msg = f"fmt {_shown(value)} is not supported; {allowed}"
-        raise InvalidRequest(msg, field="fmt")
-    return OutputFormat(lowered)
+    lowered = aliases.get(lowered, lowered)
+    if lowered not in allowed_values:
+        msg = f"{name} {_shown(value)} is not supported; {allowed}"
+        raise InvalidRequest(msg, field=name)
+    return lowered
+
+
+def _requested_format(value: str, policy: Policy) -> OutputFormat | str:
+    chosen = _choice("fmt", value, [*(f.value for f in policy.output_formats), AUTO])
+    return AUTO if chosen == AUTO else OutputFormat(chosen)
+
+
+def _number_text(value: float) -> str:
+    """A rung as JavaScript's `String()` writes it: `2`, `1.5`."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _dpr_text(policy: Policy) -> str:
+    rungs = ", ".join(_number_text(d) for d in policy.dprs)
+    return f"allowed: a number above 0 such as 2 or 1.5, snapped up to one of {rungs}"
+
+
+def snap_dpr(value: str, policy: Policy = DEFAULT_POLICY) -> float:
+    """Rule 5: a `dpr` value as sent, snapped up to the policy's ladder (clamped at the top).
+
+    Args:
+        value: The decoded value, e.g. `2` or `1.5`.
+        policy: The policy whose ladder applies.
+
+    Returns:
+        A member of `policy.dprs`.
+
+    Raises:
+        InvalidRequest: The value is empty, not a plain decimal number, or zero.
+    """
+    if not value:
+        msg = f"dpr is empty; {_dpr_text(policy)}"
+        raise InvalidRequest(msg, field="dpr")
+    if not _DECIMAL.fullmatch(value):
+        msg = (
+            "dpr must be written with the digits 0-9 and at most one '.' "
+            f"(got {_shown(value)}); {_dpr_text(policy)}"
+        )
+        raise InvalidRequest(msg, field="dpr")
+    number = float(value)
+    if number <= 0:
+        msg = f"dpr must be above 0; {_dpr_text(policy)}"
+        raise InvalidRequest(msg, field="dpr")
+    i = bisect_left(policy.dprs, number)
+    return policy.dprs[i] if i < len(policy.dprs) else policy.dprs[-1]
+
+
+def snap_box(
+    w: int | None, h: int | None, policy: Policy = DEFAULT_POLICY, dpr: float = 1.0
+) -> tuple[int | None, int | None]:
+    """Rules 5-6: the canonical box of a request's `w` and `h` (each None when absent).
+
+    Args:
+        w: The requested width (at least 1), or None.
+        h: The requested height (at least 1), or None.
+        policy: The policy whose breakpoints and ratio ladder apply.
+        dpr: A rung of `policy.dprs` (see `snap_dpr`).
+
+    Returns:
+        `(w, h)`: alone, each on its breakpoints; together, `w` on a width breakpoint and `h`
+        following from the nearest rung of the ratio ladder.
+    """
+    return _box(w, h, policy, dpr)
+
+
+def box_is_canonical(params: TransformParams, policy: Policy = DEFAULT_POLICY) -> bool:
+    """Whether `params`' `w` and `h` are a box that canonicalization can produce (rule 6)."""
+    return _box(params.w, params.h, policy, 1.0) == (params.w, params.h)
+
+
+def _box(
+    w: int | Literal["huge"] | None, h: int | Literal["huge"] | None, policy: Policy, dpr: float
+) -> tuple[int | None, int | None]:
+    def scaled(value: int | Literal["huge"]) -> int | None:
+        return None if value == "huge" else math.ceil(value * dpr)
+
+    if w is None:
+        return None, None if h is None else _snap_up(scaled(h), policy.heights)
+    width = _snap_up(scaled(w), policy.widths)
+    if h is None:
+        return width, None
+    ratio = (HUGE_SIDE if w == "huge" else w) / (HUGE_SIDE if h == "huge" else h)
+    rung = policy.ratio_ladder[bisect_right(policy.ratio_thresholds, ratio)]
+    return width, rung.height_for(width)
 
 
 def _strip_ows(text: str) -> str:
@@ -393,37 +588,50 @@ def canonicalize(
     for name in PARAM_NAMES:  # a fixed order, so the first error reported never depends on order
         values = found.get(name, [])
         if len(values) > 1:
-            msg = f"{name} is given {len(values)} times; give each of w, h, fmt, q at most once"
+            msg = f"{name} is given {len(values)} times; {_ONCE}"
             raise InvalidRequest(msg, field=name)
 
-    def single(name: str) -> str:
+    def single(name: str) -> str | None:
+        if name not in found:
+            return None
         value = found[name][0]
         if isinstance(value, InvalidRequest):
             raise value  # an undecodable value is reported in its name's turn, as in the Function
         return value
 
-    w = h = q = None
-    if "w" in found:
-        w = _snap_up(
-            _integer("w", single("w"), _breakpoints_text("w", policy.widths)), policy.widths
-        )
-    if "h" in found:
-        h = _snap_up(
-            _integer("h", single("h"), _breakpoints_text("h", policy.heights)), policy.heights
-        )
-    requested = (
-        _requested_format(single("fmt"), policy) if "fmt" in found else policy.default_format
-    )
-    if "q" in found:
-        sent = single("q")
-        raw_q = _integer("q", sent, _quality_text(policy))
+    def side(name: str, ladder: tuple[int, ...]) -> int | Literal["huge"] | None:
+        sent = single(name)
+        if sent is None:
+            return None
+        value = _integer(name, sent, _breakpoints_text(name, ladder))
+        return "huge" if value is None else value
+
+    w = side("w", policy.widths)
+    h = side("h", policy.heights)
+    sent_dpr = single("dpr")
+    dpr = 1.0 if sent_dpr is None else snap_dpr(sent_dpr, policy)
+    sent_fit = single("fit")
+    fit = Fit.COVER if sent_fit is None else Fit(_choice("fit", sent_fit, list(Fit)))
+    sent_g = single("g")
+    g = Gravity.CENTER if sent_g is None else Gravity(_choice("g", sent_g, list(Gravity)))
+    sent_fmt = single("fmt")
+    requested = policy.default_format if sent_fmt is None else _requested_format(sent_fmt, policy)
+    sent_q = single("q")
+    q = None
+    if sent_q is not None:
+        raw_q = _integer("q", sent_q, _quality_text(policy))
         if raw_q is None or raw_q > 100:
-            msg = f"q must be between 1 and 100 (got {_shown(sent)}); {_quality_text(policy)}"
+            msg = f"q must be between 1 and 100 (got {_shown(sent_q)}); {_quality_text(policy)}"
             raise InvalidRequest(msg, field="q")
         q = _snap_up(raw_q, policy.qualities)
+    width, height = _box(w, h, policy, dpr)
     fmt = resolve_format(accept, policy) if requested == AUTO else OutputFormat(requested)
     if not fmt.lossy:
         q = None
     elif q is None:
         q = policy.default_quality.for_format(fmt)
-    return TransformParams(fmt=fmt, w=w, h=h, q=q)
+    if width is None or height is None:
+        fit, g = Fit.COVER, Gravity.CENTER
+    elif fit is not Fit.COVER:
+        g = Gravity.CENTER
+    return TransformParams(fmt=fmt, w=width, h=height, q=q, fit=fit, g=g)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import re
 from enum import StrEnum
-from typing import Literal, Self
+from fractions import Fraction
+from functools import lru_cache
+from typing import Literal, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,6 +24,7 @@ __all__ = [
     "Limits",
     "OutputFormat",
     "Policy",
+    "Ratio",
     "StandardSet",
 ]
 
@@ -66,6 +72,49 @@ class InputFormat(StrEnum):
 
 
 _Frozen = ConfigDict(frozen=True, extra="forbid")
+
+
+class Ratio(NamedTuple):
+    """One rung of the aspect-ratio ladder: `a:b` as written, and as whole numbers."""
+
+    text: str
+    """As the policy writes it, e.g. `16:9` or `1.91:1`."""
+    width: int
+    """`a` scaled to a whole number (1.91:1 is 191:100)."""
+    height: int
+    """`b` on the same scale."""
+
+    @property
+    def value(self) -> float:
+        """Width over height."""
+        return self.width / self.height
+
+    def height_for(self, width: int) -> int:
+        """The height of a `width`-wide box of this ratio, rounded half up, at least 1."""
+        return max(1, (2 * width * self.height + self.width) // (2 * self.width))
+
+
+_DECIMAL = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,2})?")
+
+
+@lru_cache(maxsize=16)
+def _parse_ratios(texts: tuple[str, ...]) -> tuple[Ratio, ...]:
+    rungs = []
+    for text in texts:
+        a, sep, b = text.partition(":")
+        try:
+            if not sep or not all(_DECIMAL.fullmatch(part) for part in (a, b)):
+                raise ValueError(text)
+            fa, fb = Fraction(a), Fraction(b)
+            if fa <= 0 or fb <= 0:
+                raise ValueError(text)
+        except (ValueError, ZeroDivisionError):
+            msg = f"ratio {text!r} is not valid; allowed: 'a:b' with a, b > 0, e.g. 16:9 or 1.91:1"
+            raise ValueError(msg) from None
+        whole = fa / fb
+        rungs.append(Ratio(text, whole.numerator, whole.denominator))
+    return tuple(rungs)
+
 
 TAKEDOWN_BOUND_SECONDS = 60
 """R9: takedown-eligible content is served at most this long after it is taken down."""
@@ -199,7 +248,33 @@ class Policy(BaseModel):
     widths: tuple[int, ...] = (160, 320, 480, 640, 960, 1280, 1920, 2560)
     """Width breakpoints; a requested `w` snaps up to the next one, never past the last (R2)."""
     heights: tuple[int, ...] = (160, 320, 480, 640, 960, 1280, 1920, 2560)
-    """Height breakpoints, snapped like widths."""
+    """Height breakpoints, snapped like widths, for a request that names only a height."""
+    ratios: tuple[str, ...] = (
+        "9:16",
+        "2:3",
+        "3:4",
+        "4:5",
+        "1:1",
+        "5:4",
+        "4:3",
+        "3:2",
+        "16:9",
+        "1.91:1",
+        "2:1",
+        "21:9",
+    )
+    """The aspect ratios a request with both `w` and `h` keeps, in increasing order: the
+    requested `w/h` snaps to the nearest (in log scale), the width to its breakpoint, and the
+    height follows. Each rung is a shape products ask for: 1:1 avatars and grids, 4:5 and 9:16
+    portrait feeds and stories, 2:3 and 3:4 portrait photos and product shots, 5:4 and 4:3
+    classic photo and tablet frames, 3:2 camera frames and product cards, 16:9 video and hero
+    banners, 1.91:1 Open Graph link cards, 2:1 wide social cards, 21:9 ultra-wide banners.
+    Neighbours are 5-25 % apart, so a request lands within 12 % of its ratio; 12 rungs times
+    8 widths is 96 boxes per format, fit and quality, which keeps the key space bounded."""
+    dprs: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
+    """Device-pixel-ratio ladder: `dpr` snaps up to one of these and multiplies `w` and `h`
+    before they snap, so `w=320&dpr=2` is the same key as `w=640`. 3 is the densest phone
+    screen; past it nobody can see the difference."""
     qualities: tuple[int, ...] = (40, 50, 60, 70, 80, 90)
     """The quality ladder: a requested `q` (1-100) snaps up to the next rung, clamped at the top."""
     default_quality: DefaultQuality = DefaultQuality()
@@ -243,7 +318,31 @@ class Policy(BaseModel):
         self._check_formats()
         return self
 
+    @property
+    def ratio_ladder(self) -> tuple[Ratio, ...]:
+        """The ratio ladder, parsed (see `ratios`)."""
+        return _parse_ratios(self.ratios)
+
+    @property
+    def ratio_thresholds(self) -> tuple[float, ...]:
+        """Between each pair of neighbouring rungs, the geometric mean of their values rounded
+        to 4 decimals (short in the Function, exact in both languages): a ratio below
+        `thresholds[i]` snaps to rung `i` or lower (see `imgcore.params`)."""
+        values = [r.value for r in self.ratio_ladder]
+        return tuple(round(math.sqrt(a * b), 4) for a, b in itertools.pairwise(values))
+
     def _check_ladders(self) -> None:
+        ratios = [r.value for r in self.ratio_ladder]
+        if not ratios or ratios != sorted(set(ratios)) or len(ratios) > 24:
+            msg = (
+                f"ratios must be 1-24 distinct rungs in increasing order of width/height; "
+                f"got {list(self.ratios)}"
+            )
+            raise ValueError(msg)
+        dprs = list(self.dprs)
+        if not dprs or dprs != sorted(set(dprs)) or dprs[0] <= 0 or dprs[-1] > 8:
+            msg = f"dprs must be a non-empty, strictly increasing list in (0, 8]; got {dprs}"
+            raise ValueError(msg)
         for name in ("widths", "heights", "qualities"):
             values: tuple[int, ...] = getattr(self, name)
             if not values or list(values) != sorted(set(values)):

@@ -7,20 +7,51 @@ from dataclasses import dataclass
 
 from imgcore.errors import InvalidRequest
 from imgcore.keys import ContentClass, ImageRef, validate_version
-from imgcore.params import _requested_format, snap_height, snap_quality, snap_width
+from imgcore.params import (
+    Fit,
+    Gravity,
+    _choice,
+    _requested_format,
+    snap_box,
+    snap_dpr,
+    snap_height,
+    snap_quality,
+    snap_width,
+)
 from imgcore.policy import AUTO, DEFAULT_POLICY, OutputFormat, Policy
 
 __all__ = ["SrcsetEntry", "build_url", "srcset", "srcset_entries"]
 
 
 def _canonical_query(
-    w: int | None, h: int | None, fmt: str | None, q: int | None, policy: Policy
+    w: int | None,
+    h: int | None,
+    fmt: str | None,
+    q: int | None,
+    policy: Policy,
+    *,
+    dpr: float | None = None,
+    fit: str | None = None,
+    g: str | None = None,
 ) -> str:
     pairs: list[tuple[str, str]] = []
     if w is not None:
-        pairs.append(("w", str(snap_width(w, policy))))
+        snap_width(w, policy)  # the checks and messages of a single width
     if h is not None:
-        pairs.append(("h", str(snap_height(h, policy))))
+        snap_height(h, policy)
+    density = 1.0 if dpr is None else snap_dpr(repr(float(dpr)).removesuffix(".0"), policy)
+    width, height = snap_box(w, h, policy, density)
+    chosen_fit = Fit(_choice("fit", fit, list(Fit))) if fit is not None else Fit.COVER
+    chosen_g = Gravity(_choice("g", g, list(Gravity))) if g is not None else Gravity.CENTER
+    if width is not None:
+        pairs.append(("w", str(width)))
+    if height is not None:
+        pairs.append(("h", str(height)))
+    if width is not None and height is not None:
+        if chosen_fit is not Fit.COVER:
+            pairs.append(("fit", chosen_fit.value))
+        elif chosen_g is not Gravity.CENTER:
+            pairs.append(("g", chosen_g.value))
     requested = _requested_format(fmt, policy) if fmt is not None else policy.default_format
     if requested != policy.default_format:
         pairs.append(("fmt", str(requested)))
@@ -39,6 +70,9 @@ def build_url(
     h: int | None = None,
     fmt: str | None = None,
     q: int | None = None,
+    dpr: float | None = None,
+    fit: str | None = None,
+    g: str | None = None,
     base_url: str = "",
     content_class: ContentClass | str = ContentClass.STANDARD,
     policy: Policy = DEFAULT_POLICY,
@@ -58,6 +92,10 @@ def build_url(
         h: Wanted height in pixels (snapped up); with `w`, a cover crop.
         fmt: `jpeg`, `png`, `webp`, `avif` or `auto` (None means the policy's default).
         q: Wanted quality 1-100 (snapped up to the ladder).
+        dpr: Device pixel ratio: multiplies `w` and `h` (snapped up to the policy's ladder);
+            it never appears in the URL, which names the pixels it asks for.
+        fit: `cover` (the default), `contain` or `pad`; kept only with both `w` and `h`.
+        g: Gravity of a cover crop: `center` (the default), `attention` or `entropy`.
         base_url: Scheme and host to prepend, e.g. `https://img.example.com`.
         content_class: Standard or takedown-eligible (`ugc`).
         policy: The policy whose breakpoints apply.
@@ -70,7 +108,7 @@ def build_url(
     """
     ref = ImageRef(tenant, image_id, ContentClass(content_class))
     path = ref.public_path(validate_version(version))
-    query = _canonical_query(w, h, fmt, q, policy)
+    query = _canonical_query(w, h, fmt, q, policy, dpr=dpr, fit=fit, g=g)
     return f"{base_url.rstrip('/')}{path}{'?' + query if query else ''}"
 
 

@@ -45,6 +45,9 @@ PROBES: Final[tuple[tuple[str, str | None], ...]] = (
     ("w=287&h=100&fmt=webp&q=61&utm_source=x", None),
     ("h=300&w=2000&q=100", "image/avif,image/webp,*/*"),
     ("w=640", "image/webp,*/*"),
+    ("w=300&h=200&dpr=2&fit=pad&g=entropy", "image/avif"),
+    ("w=300&h=200&g=attention&fmt=jpeg", None),
+    ("width=300", None),
     ("w=99999&fmt=png&q=50", None),
     ("", None),
 )

@@ -38,8 +38,10 @@ __all__ = [
     "key_ids_output_name",
 ]
 
-CACHE_KEY_QUERY_STRINGS = ("w", "h", "fmt", "q")
-"""R1: the only request values that change the bytes."""
+CACHE_KEY_QUERY_STRINGS = ("w", "h", "dpr", "fit", "g", "fmt", "q")
+"""R1: the only request values that change the bytes (imgcore.params.PARAM_NAMES; the Function
+folds them into the URI and empties the query, so this list only guards a request that reaches
+the cache without the Function)."""
 FAILOVER_STATUS_CODES = (403, 404, 500, 502, 503, 504)
 """R14: S3 behind OAC answers 403 for a missing key, so 403 must fail over too."""
 FUNCTION_SIZE_LIMIT = 10 * 1024
@@ -252,7 +254,7 @@ class Delivery(Construct):
         return cloudfront.ResponseHeadersPolicy(
             self,
             "ResponseHeaders",
-            comment="imgcdn: HSTS, nosniff, CORS, Timing-Allow-Origin",
+            comment="imgcdn: HSTS, nosniff, CORS, Timing-Allow-Origin, Vary: Accept",
             security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
                 strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
                     access_control_max_age=HSTS_MAX_AGE, include_subdomains=True, override=True
@@ -273,7 +275,12 @@ class Delivery(Construct):
                 custom_headers=[
                     cloudfront.ResponseCustomHeader(
                         header="Timing-Allow-Origin", value=timing_origin, override=True
-                    )
+                    ),
+                    # A URL without fmt is negotiated from Accept (R3): a shared cache between
+                    # CloudFront and the viewer must not hand AVIF to a client that did not ask
+                    # for it. The policy cannot tell negotiated answers from others, so every
+                    # image answer varies by Accept (harmless where fmt was explicit).
+                    cloudfront.ResponseCustomHeader(header="Vary", value="Accept", override=True),
                 ]
             ),
         )

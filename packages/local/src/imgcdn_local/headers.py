@@ -31,6 +31,8 @@ def delivery_headers(
         "strict-transport-security": f"max-age={HSTS_MAX_AGE_S}; includeSubDomains",
         "x-content-type-options": "nosniff",
         "timing-allow-origin": "*" if listed in ([], ["*"]) else ", ".join(listed),
+        # fmt=auto answers differ by Accept (R3); see the Vary header in imgcdn_infra.delivery.
+        "vary": "Accept",
     }
     if origin and listed:
         if listed == ["*"]:
