@@ -2,8 +2,8 @@
 
 `python -m tests.hostile.measure STAGE FILE [--formats jpeg,webp]` (from the repository root)
 prints `{"outcome", "status", "detail", "baseline_bytes", "peak_bytes", "ms"}`: the baseline is
-the process's peak RSS after every module of the stages is imported, before the file is read;
-`peak_bytes - baseline_bytes` is what the render added. Linux reports `ru_maxrss` in KiB.
+the process's peak RSS (VmHWM) after the stage's modules are imported, before the file is read;
+`peak_bytes - baseline_bytes` is what the render added.
 """
 
 from __future__ import annotations
@@ -22,6 +22,14 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 
 
 def _peak_rss() -> int:
+    # VmHWM, the peak of this process's own address space. Not `ru_maxrss`: Linux carries the
+    # parent's peak across fork and exec into it, so a child of a big parent (a pytest run that
+    # built large files) would report the parent's peak as its own.
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

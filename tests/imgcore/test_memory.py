@@ -1,7 +1,7 @@
 """Peak memory of a render, measured in a subprocess: each case stays under the stated bounds.
 
 Each case is crafted here (tests/hostile/corpus.py), written to tmp, and put through
-`tests.hostile.measure` in a fresh interpreter, whose peak RSS (`ru_maxrss`) after its imports
+`tests.hostile.measure` in a fresh interpreter, whose peak RSS (VmHWM) after its imports
 is the baseline: the difference is what the render added. Memory assertions, not timed ones.
 """
 
