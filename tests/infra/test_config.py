@@ -281,3 +281,17 @@ def test_a_key_group_holds_at_most_five_public_keys_and_the_message_names_the_ex
     message = str(caught.value)
     for needle in ("tenants.0.signed_urls", "6 public keys", "quota of 5", "key 'k2027'"):
         assert needle in message
+
+
+def test_render_functions_are_sized_for_imgcores_per_render_memory_bound() -> None:
+    from imgcdn_infra.config import MIN_RENDER_MEMORY_MB, RENDER_MEMORY_MB
+    from imgcore import DEFAULT_POLICY
+
+    assert DEFAULT_POLICY.limits.max_render_bytes == RENDER_MEMORY_MB * 1024 * 1024
+    config = load_config({"imgcdn": TENANTS})
+    assert config.fallback.memory_mb >= MIN_RENDER_MEMORY_MB
+    assert config.precompute.memory_mb >= MIN_RENDER_MEMORY_MB
+    for key in ("imgcdn:fallback.memory_mb", "imgcdn:precompute.memory_mb"):
+        with pytest.raises(ConfigError) as caught:
+            load_config({"imgcdn": TENANTS, key: str(MIN_RENDER_MEMORY_MB - 1)})
+        assert key.replace(":", ".") in str(caught.value)

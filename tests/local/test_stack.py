@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from imgcdn_local.queue import PrecomputeQueue
-from imgcdn_local.stack import Stack, UploadFailed
+from imgcdn_local.stack import RENDER_SLOTS, Stack, UploadFailed
 from imgcore import DEFAULT_POLICY, ImageRef
 from imgcore.storage import MemoryStore, StorageFault, StoredObject
 
@@ -186,3 +187,49 @@ def test_the_pending_marker_exists_before_the_original(tmp_path: Path) -> None:
     [marker] = (tmp_path / "pending").glob("*.json")
     after = json.loads(marker.read_text())["Records"][0]["s3"]["object"]
     assert after["versionId"] == result["version_id"]  # rewritten to name the stored version
+
+
+class _CountingFallback(Fallback):
+    """A fallback that records how many calls overlap (each one a render in the real stack)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.most = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+
+    def __call__(self, event: dict[str, Any]) -> Mapping[str, Any]:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            self.release.wait(timeout=10)
+            return super().__call__(event)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_concurrent_misses_render_at_most_render_slots_at_once(tmp_path: Path) -> None:
+    fallback = _CountingFallback()
+    stack = _stack(tmp_path, MemoryStore(), fallback)
+
+    async def six_first_requests() -> list[int]:
+        requests = [
+            stack.fetch(f"/img/acme/x{i}.jpg/0123456789abcdef", "w=320&fmt=webp", None)
+            for i in range(6)
+        ]
+        tasks = [asyncio.ensure_future(r) for r in requests]
+        # Every miss reaches the origin group (counted before a slot is taken) before any
+        # render may finish: without the slots all six would be rendering now.
+        while stack.counters.fallback_invocations < 6:
+            await asyncio.sleep(0.01)
+        inside = len(fallback.calls)
+        fallback.release.set()
+        assert inside <= RENDER_SLOTS
+        return [result.status for result in await asyncio.gather(*tasks)]
+
+    assert asyncio.run(six_first_requests()) == [200] * 6
+    assert len(fallback.calls) == 6
+    assert fallback.most == RENDER_SLOTS

@@ -114,6 +114,9 @@ class SourceInfo:
         interpretation: libvips' interpretation of the stored bands (`srgb`, `b-w`, `cmyk`, ...).
         has_icc_profile: Whether the original embeds an ICC profile (its pixels are then
             converted from that profile to sRGB; untagged pixels are taken as sRGB already).
+        decode_bytes: What the loader holds at once to decode it, estimated from the header
+            (0 for a loader that streams: baseline JPEG, non-interlaced PNG); admitted against
+            `Limits.max_decode_bytes`.
     """
 
     format: InputFormat
@@ -125,6 +128,7 @@ class SourceInfo:
     bands: int
     interpretation: str
     has_icc_profile: bool
+    decode_bytes: int = 0
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -215,7 +219,8 @@ def probe(data: bytes, policy: Policy = DEFAULT_POLICY) -> SourceInfo:
 
     Checks, in order: the size in bytes; the format, sniffed from the magic bytes, against the
     policy's input formats; the header, read by that format's loader only; the pixel count of
-    one frame; the frame count; animation against the policy.
+    one frame; the frame count; animation against the policy; what the loader would hold at
+    once (`SourceInfo.decode_bytes`) against `max_decode_bytes`.
 
     Args:
         data: The original's bytes.
@@ -225,7 +230,7 @@ def probe(data: bytes, policy: Policy = DEFAULT_POLICY) -> SourceInfo:
         The header's facts.
 
     Raises:
-        InputTooLarge: Too many bytes, pixels or frames.
+        InputTooLarge: Too many bytes, pixels or frames, or more decode memory than allowed.
         UnsupportedInput: Not an image, a format the policy does not admit (or that cannot be
             decoded safely here), or animated when the policy rejects animation.
         CorruptInput: The header of an admitted format cannot be read.
@@ -251,16 +256,18 @@ def probe(data: bytes, policy: Policy = DEFAULT_POLICY) -> SourceInfo:
         raise UnsupportedInput(msg)
     try:
         header = getattr(pyvips.Image, loader)(data, access="sequential", fail_on=_FAIL_ON)
+        frames = _int_field(header, "n-pages", 1)
         info = SourceInfo(
             format=fmt,
             width=header.width,
             height=header.height,
-            frames=_int_field(header, "n-pages", 1),
+            frames=frames,
             orientation=_orientation(header),
             has_alpha=bool(header.hasalpha()),
             bands=header.bands,
             interpretation=str(header.interpretation),
             has_icc_profile=bool(header.get_typeof(_ICC_FIELD)),
+            decode_bytes=_decode_bytes(fmt, header, frames),
         )
     except pyvips.Error as exc:
         msg = (
@@ -284,6 +291,14 @@ def probe(data: bytes, policy: Policy = DEFAULT_POLICY) -> SourceInfo:
             "allowed: still images only (the policy rejects animation)"
         )
         raise UnsupportedInput(msg)
+    if info.decode_bytes > limits.max_decode_bytes:
+        msg = (
+            f"original is a {info.width}x{info.height} {fmt.value} whose decoder would hold "
+            f"{info.decode_bytes / _MIB:,.0f} MiB at once; allowed: at most "
+            f"{limits.max_decode_bytes / _MIB:,.0f} MiB (fewer pixels, or a baseline JPEG or "
+            "non-interlaced PNG, which stream)"
+        )
+        raise InputTooLarge(msg)
     return info
 
 
@@ -375,7 +390,8 @@ def render_variants(
 
     The original is admitted and decoded once, shrunk on load to the largest output needed (a
     JPEG at the largest DCT scale that keeps twice its size, as `transform` does) and held in
-    memory. Outputs of the
+    memory while the set is rendered; each other size is encoded as soon as it is made and then
+    dropped. Outputs of the
     same geometry share one resized image across formats; plain (uncropped) sizes cascade from
     the largest to the smallest, each resized from the previous with lanczos3; crops are cut
     from the master. Requests that come out identical (a width past the source collapses to
@@ -426,49 +442,48 @@ def render_variants(
         master_box = largest.image
     master = _decode(data, info, master_box, _jpeg_shrink(info, master_box))
 
-    resized, resize_ms = _resize_all(master, master_box, plans)
+    # Milliseconds of each resize, charged to the first output in request order that uses it.
+    resize_ms: dict[_Geometry, float] = {}
     encoded: dict[tuple[_Geometry, OutputFormat, int | None], Rendered] = {}
+
+    def encode_all(geometry: _Geometry, image: Any) -> None:
+        # Every output drawn from this image: itself, or set on the canvas of a `pad`.
+        for params, planned in zip(params_list, plans, strict=True):
+            key = (planned, params.fmt, _quality(params, policy))
+            if planned.image == geometry and key not in encoded:
+                shown = _padded(image, planned)
+                encoded[key] = _render(shown, params, policy, time.perf_counter())
+
+    # Memory: each size is encoded as soon as it exists and then dropped, so besides the image
+    # being encoded only the master and the previous step of the cascade are held (not every
+    # size of the set at once, which for a tall original was several times the master).
+    for geometry in {g for g in plans if g.crop}:
+        started = time.perf_counter()
+        cropped = _cover_crop(master, geometry).copy_memory()
+        resize_ms[geometry] = _ms_since(started)
+        encode_all(geometry, cropped)
+        del cropped
+    previous = master
+    for geometry in sorted({g.image for g in plans if not g.crop}, key=lambda g: -g.pixels):
+        started = time.perf_counter()
+        if geometry != master_box:
+            previous = _resize(previous, geometry.width, geometry.height).copy_memory()
+            resize_ms[geometry] = _ms_since(started)
+        encode_all(geometry, previous)
+    del master, previous
+
     results = []
+    charged: set[tuple[_Geometry, OutputFormat, int | None]] = set()
     for params, geometry in zip(params_list, plans, strict=True):
         key = (geometry, params.fmt, _quality(params, policy))
-        done = encoded.get(key)
-        if done is None:
-            done = _render(resized[geometry], params, policy, time.perf_counter())
-            done = replace(done, ms=done.ms + resize_ms.pop(geometry, 0.0))
-            encoded[key] = done
-            results.append(done)
+        done = encoded[key]
+        if key not in charged:
+            charged.add(key)
+            spent = resize_ms.pop(geometry.image, 0.0)
+            results.append(replace(done, params=params, ms=done.ms + spent))
         else:  # the same bytes as an earlier output: nothing more was spent on it
             results.append(Rendered(done.data, params, done.width, done.height, ms=0.0))
     return results
-
-
-def _resize_all(
-    master: Any, master_box: _Geometry, plans: list[_Geometry]
-) -> tuple[dict[_Geometry, Any], dict[_Geometry, float]]:
-    """Every geometry of `plans` made from the decoded `master`: plain sizes cascade from the
-    largest, crops are cut from the master, padded ones are set on their canvas. Returns the
-    images and the milliseconds of each resize (charged to the first output that uses it)."""
-    resized: dict[_Geometry, Any] = {master_box: master}
-    resize_ms: dict[_Geometry, float] = {}
-    previous = master
-    for geometry in sorted({g.image for g in plans if not g.crop}, key=lambda g: -g.pixels):
-        if geometry not in resized:
-            started = time.perf_counter()
-            previous = _resize(previous, geometry.width, geometry.height).copy_memory()
-            resize_ms[geometry] = _ms_since(started)
-            resized[geometry] = previous
-        else:
-            previous = resized[geometry]
-    for geometry in {g for g in plans if g.crop}:
-        if geometry not in resized:
-            started = time.perf_counter()
-            resized[geometry] = _cover_crop(master, geometry).copy_memory()
-            resize_ms[geometry] = _ms_since(started)
-    for geometry in {g for g in plans if g.canvas is not None}:
-        if geometry not in resized:
-            resized[geometry] = _padded(resized[geometry.image], geometry).copy_memory()
-
-    return resized, resize_ms
 
 
 def _ms_since(started: float) -> float:
@@ -543,6 +558,44 @@ def _loader_available(nickname: str) -> bool:
         return False
     flags = int(pyvips.vips_lib.vips_operation_get_flags(operation.pointer))
     return not flags & _OPERATION_BLOCKED
+
+
+_MIB: Final = 1024 * 1024
+_SAMPLE_BYTES: Final = {"uchar": 1, "char": 1, "ushort": 2, "short": 2}
+# Bytes per pixel that a whole-image loader holds, measured as peak RSS over the process's
+# baseline by tests/imgcore/test_memory.py's cases: nsgif and libwebp's animation decoder
+# composite onto an RGBA canvas (4.4-4.7 B/px at 100 MP); libheif with dav1d/aom holds its
+# planes, the RGB interleave and threads' frame buffers (15 B/px for an 8-bit RGB AVIF).
+_CANVAS_BYTES_PER_PIXEL: Final = 5
+_HEIF_BYTES_PER_PIXEL: Final = 15
+# libjpeg keeps a progressive JPEG's DCT coefficients, 2 bytes each, for every component.
+_JPEG_COMPONENTS: Final = {"4:2:0": 1.5, "4:2:2": 2.0, "4:4:4": 3.0}
+
+
+def _decode_bytes(fmt: InputFormat, header: Any, frames: int) -> int:
+    """What `fmt`'s loader holds at once to decode `header`'s image (see `SourceInfo`)."""
+    whole = float(header.bands * _SAMPLE_BYTES.get(str(header.format), 4))
+    interlaced = bool(_int_field(header, "interlaced", 0))
+    per_pixel = whole
+    match fmt:
+        case InputFormat.GIF:
+            per_pixel = _CANVAS_BYTES_PER_PIXEL
+        case InputFormat.WEBP if frames > 1 or header.get_typeof("delay"):
+            # Animated (even with one frame): libwebp's demuxer composites onto the canvas.
+            per_pixel = _CANVAS_BYTES_PER_PIXEL
+        case InputFormat.AVIF | InputFormat.HEIC:
+            per_pixel = max(whole, _HEIF_BYTES_PER_PIXEL)
+        case InputFormat.JPEG:
+            subsample = (
+                str(header.get("jpeg-chroma-subsample"))
+                if header.get_typeof("jpeg-chroma-subsample")
+                else ""
+            )
+            components = _JPEG_COMPONENTS.get(subsample, float(header.bands))
+            per_pixel = 2 * max(components, 1.0) if interlaced else 0.0
+        case InputFormat.PNG:
+            per_pixel = whole if interlaced else 0.0
+    return math.ceil(int(header.width) * int(header.height) * per_pixel)
 
 
 def _int_field(image: Any, name: str, default: int) -> int:

@@ -142,6 +142,36 @@ class Limits(BaseModel):
     `transform` refuses a request whose output would be larger; `render_variants` fits such a
     variant down to the largest size of the same aspect within it, so a tall original (a
     1200x15000 infographic, which no width breakpoint shrinks) still gets its whole set."""
+    max_decode_bytes: int = Field(default=384 * 1024 * 1024, gt=0)
+    """384 MiB: what a loader may hold at once for an original, estimated from its header before
+    any pixel is decoded (`SourceInfo.decode_bytes`). Declared pixels alone do not bound
+    memory: a 40 KB GIF or a 90-byte animated WebP can declare a 100 MP canvas that the loader
+    fills as RGBA (~0.45 GB measured), while a 100 MP baseline JPEG or plain PNG streams in a few
+    MB. Loaders that hold the whole image (GIF and animated WebP canvases, interlaced PNG,
+    progressive JPEG coefficients, AVIF/HEIC, TIFF, still WebP) are charged their measured bytes
+    per pixel; streaming ones nothing beyond the output. 384 MiB admits a 48 MP progressive phone
+    JPEG (~144 MB), a 64 MP interlaced PNG and a 24 MP AVIF (~360 MB measured); it refuses the
+    100 MP GIF and WebP canvases."""
+    max_render_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
+    """1 GiB: the stated peak memory of one `transform` or `render_variants` call above the
+    process's baseline. It is not measured per call: it follows from `max_decode_bytes` (the
+    loader), `max_output_pixels` (the largest image held, ~67 MB as RGBA) and the encoders at
+    that size (AVIF with alpha ~0.45 GB for 16.8 MP; `render_variants` keeps at most the master
+    and one cascade step besides the image being encoded). `tests/imgcore/test_memory.py` holds
+    each crafted worst case under it in a subprocess. Deployments size a render process from it:
+    the fallback Lambda and the precompute worker render one original at a time, so their memory
+    is this plus the runtime; the local stack renders at most `imgcdn_local.stack.RENDER_SLOTS`
+    at once."""
+
+    @model_validator(mode="after")
+    def _check_memory(self) -> Self:
+        if self.max_decode_bytes >= self.max_render_bytes:
+            msg = (
+                f"max_decode_bytes ({self.max_decode_bytes:,}) must be below max_render_bytes "
+                f"({self.max_render_bytes:,}): a render holds the decode and its outputs"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class DefaultQuality(BaseModel):

@@ -197,13 +197,25 @@ class TenantConfig(BaseModel):
         return value
 
 
+RENDER_MEMORY_MB = 1024
+"""One render's stated peak memory: imgcore's `Limits.max_render_bytes` (1 GiB) in MB. The CDK
+app imports no other workspace package, so tests/infra holds the two equal."""
+RUNTIME_MEMORY_MB = 256
+"""The Python runtime, libvips, boto3 and the handler's modules (~60-100 MB resident), plus an
+answer's buffers (a 6 MB body and its base64 form)."""
+MIN_RENDER_MEMORY_MB = RENDER_MEMORY_MB + RUNTIME_MEMORY_MB
+"""The least memory a function that renders may have: it renders one original at a time
+(the fallback one per invocation, precompute the records of a batch in turn)."""
+
+
 class PrecomputeConfig(BaseModel):
     """The S3-event worker: sizing, batching and retries."""
 
     model_config = _Strict
 
-    memory_mb: int = Field(default=3008, ge=128, le=10240)
-    """Memory (and so CPU share); 3008 MB gives ~2 vCPUs, which AVIF encoding uses."""
+    memory_mb: int = Field(default=3008, ge=MIN_RENDER_MEMORY_MB, le=10240)
+    """Memory (and so CPU share); 3008 MB gives ~2 vCPUs, which AVIF encoding uses. At least
+    `MIN_RENDER_MEMORY_MB` (1280): one render's bound plus the runtime."""
     timeout_seconds: int = Field(default=300, ge=10, le=900)
     """Per invocation; the queue's visibility timeout is 6x this (see `visibility_timeout`)."""
     reserved_concurrency: int | None = Field(default=None, ge=3, le=1000)
@@ -237,7 +249,8 @@ class FallbackConfig(BaseModel):
 
     model_config = _Strict
 
-    memory_mb: int = Field(default=2048, ge=128, le=10240)
+    memory_mb: int = Field(default=2048, ge=MIN_RENDER_MEMORY_MB, le=10240)
+    """At least `MIN_RENDER_MEMORY_MB` (1280): one render's bound plus the runtime."""
     timeout_seconds: int = Field(default=30, ge=5, le=120)
     """Also CloudFront's origin read timeout; 120 s is the default quota for it."""
     reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)

@@ -56,6 +56,7 @@ from imgcore.storage import NotFound, ObjectStore, write_atomic
 
 __all__ = [
     "CONTENT_VERSION_METADATA",
+    "RENDER_SLOTS",
     "STALE_WARNING",
     "Fallback",
     "FetchResult",
@@ -70,6 +71,14 @@ STALE_WARNING = '111 - "Revalidation Failed"'
 """The `Warning` (RFC 7234 5.5.2) on a stale copy served because the origin failed."""
 CONTENT_VERSION_METADATA = "imgcdn-content-version"
 """User metadata on each original: its content version, so a HEAD tells whose bytes it sees."""
+RENDER_SLOTS = 2
+"""Fallback renders that may run at once in the local stack; the rest wait their turn.
+
+Each Lambda invocation renders one original, and its memory is sized for one render
+(`imgcore.Limits.max_render_bytes`, 1 GiB); the local stack is one process, where every miss
+used to render at once (six concurrent first requests raised its RSS by 1.7-2.3 GB). With two
+slots the fallback adds at most 2 x 1 GiB, and the precompute queue's workers (one by default,
+`--render-workers`) one render each, to the process's baseline."""
 
 
 def function_error(exc: InvalidRequest, policy: Policy) -> tuple[dict[str, str], bytes]:
@@ -199,11 +208,13 @@ class Stack:
         base_url: str = "",
         description: Mapping[str, Any] | None = None,
         key_groups: KeyGroups | None = None,
+        render_slots: int = RENDER_SLOTS,
     ) -> None:
         """Wire the stack to its stores, the fallback handler and the precompute queue.
 
         `description` is what `GET /_admin/stack` tells a client such as `imgcdn takedown`:
-        where the stores are, the audit store, the render window.
+        where the stores are, the audit store, the render window. `render_slots`: fallback
+        renders at once (see `RENDER_SLOTS`).
         """
         self.originals = originals
         self.derivatives = derivatives
@@ -223,6 +234,7 @@ class Stack:
         self._pending.mkdir(parents=True, exist_ok=True)
         self._key_locks: dict[str, threading.Lock] = {}
         self._key_locks_guard = threading.Lock()
+        self._render_slots = threading.BoundedSemaphore(max(1, render_slots))
 
     # -- delivery -----------------------------------------------------------------------------
 
@@ -348,7 +360,9 @@ class Stack:
 
     def _call_fallback(self, uri: str) -> CachedResponse:
         self.counters.fallback_invocations += 1
-        answer = self.fallback(function_url_event("GET", uri, {"accept": "*/*"}))
+        # Each call may take a render's worth of memory: bound how many run at once.
+        with self._render_slots:
+            answer = self.fallback(function_url_event("GET", uri, {"accept": "*/*"}))
         raw = answer.get("body") or ""
         body = base64.b64decode(raw) if answer.get("isBase64Encoded") else str(raw).encode()
         headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
