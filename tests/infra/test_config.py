@@ -250,7 +250,13 @@ def test_signed_tenants_must_fit_cloudfronts_cache_behaviour_quota() -> None:
 
 
 def test_unsigned_tenants_add_no_cache_behaviours() -> None:
-    load_config({"imgcdn": _tenants(12)})
+    # At a quota of exactly the two class-wide behaviours, any tenant that cost one would fail.
+    quota = {"quotas": {"cache_behaviors_per_distribution": 2}}
+    load_config({"imgcdn": {**_tenants(12), **quota}})
+    one_signed = _tenants(12)
+    one_signed["tenants"][0]["signed_urls"] = [{"id": "k1", "pem": PEM}]
+    with pytest.raises(ConfigError, match="1 tenants with signed_urls need 4 cache behaviours"):
+        load_config({"imgcdn": {**one_signed, **quota}})
 
 
 def test_tenants_must_fit_iams_inline_policy_limit() -> None:
