@@ -1,4 +1,5 @@
-"""The S3 implementation of imgcore's `ObjectStore` port, shared by precompute and the fallback.
+"""The S3 implementation of imgcore's storage ports (`ObjectStore`, `VersionListing`,
+`SupportsStream`), shared by precompute, the fallback and operations.
 
 boto3 clients are built lazily, once per process and endpoint, so a warm Lambda reuses its
 connection pool and moto can intercept them. Errors are classified for the callers: a missing
@@ -23,6 +24,7 @@ from imgcore.storage import NotFound, ObjectInfo, ObjectVersion, StorageFault, S
 
 __all__ = ["INTERACTIVE_CALL_BUDGET_MS", "WORKER_CALL_BUDGET_MS", "S3Store", "s3_client"]
 
+_STREAM_CHUNK = 1 << 20
 _NOT_FOUND = {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "NoSuchBucket"}
 _ALREADY_EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
@@ -145,6 +147,35 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise self._fault(key, exc) from exc
         return StoredObject(self._info(key, size, response), data)
+
+    def stream(
+        self, key: str, *, version_id: str | None = None
+    ) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """The object's info and an iterator over its bytes (`imgcore.storage.SupportsStream`).
+
+        Raises:
+            NotFound: No such object or version.
+            StorageFault: S3 failed (also while iterating).
+        """
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id is not None:
+            kwargs["VersionId"] = version_id
+        try:
+            response = self.client.get_object(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fault(key, exc) from exc
+        info = self._info(key, int(response["ContentLength"]), response)
+        body = response["Body"]
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from body.iter_chunks(_STREAM_CHUNK)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fault(key, exc) from exc
+            finally:
+                body.close()
+
+        return info, chunks()
 
     @staticmethod
     def _info(key: str, size: int, response: Mapping[str, Any]) -> ObjectInfo:

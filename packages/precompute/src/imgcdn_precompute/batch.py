@@ -31,7 +31,8 @@ import structlog
 from imgcdn_aws.emf import Metrics, Unit
 from imgcdn_aws.s3 import WORKER_CALL_BUDGET_MS
 from imgcdn_precompute.events import EventKind, Invocation, Message, ObjectEvent
-from imgcdn_precompute.service import Action, Deadline, DeadlineNear, Outcome, PrecomputeService
+from imgcdn_precompute.outcome import Action, Deadline, DeadlineNear, Outcome
+from imgcdn_precompute.service import PrecomputeService
 
 __all__ = ["BatchProcessor", "BatchResult", "MessageResult"]
 
