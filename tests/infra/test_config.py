@@ -15,7 +15,7 @@ TENANTS = {"tenants": [{"name": "acme"}]}
 def test_defaults_need_only_tenants() -> None:
     config = load_config({"imgcdn": TENANTS})
     assert config.architecture == "arm64"
-    assert config.takedown_prefix == "ugc"
+    assert config.prefixes == ("img", "ugc")
     assert config.cors_origins == ("*",)
     assert config.tenant_prefixes == ("img/acme/", "ugc/acme/")
     assert config.precompute.reserved_concurrency is None
@@ -70,8 +70,8 @@ def test_the_model_is_frozen() -> None:
         ({"imgcdn:precompute.batch_size": "11"}, "imgcdn.precompute.batch_size"),
         ({"imgcdn:fallback.timeout_seconds": "121"}, "imgcdn.fallback.timeout_seconds"),
         ({"imgcdn:tenants.0.name": "Acme Corp"}, "imgcdn.tenants.0.name"),
-        ({"imgcdn:takedown_prefix": "img"}, "imgcdn.takedown_prefix"),
-        ({"imgcdn:takedown_prefix": "u/g"}, "imgcdn.takedown_prefix"),
+        # imgcore's key layout fixes the content classes: not a setting
+        ({"imgcdn:takedown_prefix": "ugc"}, "imgcdn.takedown_prefix"),
         ({"imgcdn:cors_origins": '["ftp://x.example"]'}, "imgcdn.cors_origins"),
         ({"imgcdn:cors_origins": '["*", "https://x.example"]'}, "imgcdn.cors_origins"),
         ({"imgcdn:origin_shield_region": "moon-1"}, "imgcdn.origin_shield_region"),
