@@ -938,7 +938,7 @@ def function_requests(count: int) -> list[dict[str, Any]]:
     """A mix of realistic requests (the simulator's client mix) and hostile ones."""
     import random  # noqa: PLC0415
 
-    from imgcdn_local.simulate import make_shapes  # noqa: PLC0415
+    from imgcdn_sim.economics import make_shapes  # noqa: PLC0415
 
     rng = random.Random(7)
     shapes = make_shapes(count, rng)
@@ -1366,14 +1366,14 @@ def row7(run: Run) -> None:
 def simulator(run: Run) -> None:
     """The cache-economics simulator at the default policy."""
     run.say("simulator")
-    from imgcdn_local import simulate  # noqa: PLC0415
+    from imgcdn_sim import economics  # noqa: PLC0415
 
-    config = simulate.Config(requests=1_000_000) if run.quick else simulate.Config()
-    prices = simulate.Prices()
+    config = economics.Config(requests=1_000_000) if run.quick else economics.Config()
+    prices = economics.Prices()
     started = time.perf_counter()
-    results = simulate.simulate(config, progress=sys.stderr.isatty())
+    results = economics.simulate(config, progress=sys.stderr.isatty())
     elapsed = time.perf_counter() - started
-    data = simulate.report(results, prices, config)
+    data = economics.report(results, prices, config)
     run.raw["simulator"] = data
     canonical, raw = data["modes"]["canonical"], data["modes"]["raw"]
     saved = raw["monthly_cost"]["total"] - canonical["monthly_cost"]["total"]
@@ -1383,10 +1383,10 @@ def simulator(run: Run) -> None:
         f"requests replayed in {elapsed:.0f} s (all three modes, two processes; the trace is "
         "generated once per process from the same seed). The first "
         f"{config.warmup:.0%} of the trace only warms the caches.\n\n"
-        + simulate.format_table(data)
+        + economics.format_table(data)
         + "\n\nInputs (every price is an option of `imgcdn simulate`; defaults are the seeds'):\n\n"
         + "```\n"
-        + simulate.format_inputs(data)
+        + economics.format_inputs(data)
         + "\n```\n\n"
         f"The canonical key saves ${saved:,.0f}/month against no canonicalization at the "
         "same traffic; egress is the floor every mode pays.\n"
