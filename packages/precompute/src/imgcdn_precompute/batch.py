@@ -31,7 +31,7 @@ import structlog
 from imgcdn_aws.emf import Metrics, Unit
 from imgcdn_aws.s3 import WORKER_CALL_BUDGET_MS
 from imgcdn_precompute.events import EventKind, Invocation, Message, ObjectEvent
-from imgcdn_precompute.outcome import Action, Deadline, DeadlineNear, Outcome
+from imgcdn_precompute.outcome import Action, DeadlineNear, Outcome, WriteGuard
 from imgcdn_precompute.service import PrecomputeService
 
 __all__ = ["BatchProcessor", "BatchResult", "MessageResult"]
@@ -124,7 +124,7 @@ class BatchProcessor:
             results.append(self.process_message(message, self._deadline(remaining_ms)))
         return BatchResult(tuple(results))
 
-    def _deadline(self, remaining_ms: Callable[[], int] | None) -> Deadline | None:
+    def _deadline(self, remaining_ms: Callable[[], int] | None) -> WriteGuard | None:
         if remaining_ms is None:
             return None
         guard = self.write_guard_ms
@@ -140,7 +140,9 @@ class BatchProcessor:
 
         return check
 
-    def process_message(self, message: Message, deadline: Deadline | None = None) -> MessageResult:
+    def process_message(
+        self, message: Message, deadline: WriteGuard | None = None
+    ) -> MessageResult:
         """Process one message; never raises (see the module docstring).
 
         Args:
@@ -171,7 +173,7 @@ class BatchProcessor:
             failure = "; ".join(failures) if failures else None
             return MessageResult(message.message_id, tuple(outcomes), failure)
 
-    def process_event(self, event: ObjectEvent, deadline: Deadline | None = None) -> Outcome:
+    def process_event(self, event: ObjectEvent, deadline: WriteGuard | None = None) -> Outcome:
         """Handle one object event.
 
         Raises:

@@ -46,12 +46,12 @@ from imgcdn_precompute.outcome import (
     Action,
     BoundLog,
     ConcurrentRemoval,
-    Deadline,
     InvalidManifest,
     Job,
     Outcome,
+    WriteGuard,
     log,
-    no_deadline,
+    no_write_guard,
     rejected,
 )
 from imgcdn_precompute.remove import Remover
@@ -111,7 +111,7 @@ class Creator:
         return source, rendered, placeholder
 
     def created(
-        self, key: str, *, version_id: str | None = None, deadline: Deadline | None = None
+        self, key: str, *, version_id: str | None = None, deadline: WriteGuard | None = None
     ) -> Outcome:
         """Render and record the standard set of the original at `key` (see the module doc).
 
@@ -141,7 +141,7 @@ class Creator:
             self.remover.sweep_orphans(image, bound)
             return Outcome(Action.GONE, key, image, reason="the original no longer exists")
         except InputTooLarge as exc:
-            return self._oversize(image, key, version_id, exc, deadline or no_deadline)
+            return self._oversize(image, key, version_id, exc, deadline or no_write_guard)
         version = content_version(data)
         source_version_id = info.version_id or version_id
         job = Job(
@@ -151,7 +151,7 @@ class Creator:
             source_version_id,
             len(data),
             bound.bind(version=version, source_version_id=source_version_id),
-            deadline or no_deadline,
+            deadline or no_write_guard,
         )
         existing = self._existing(job)
         return existing if isinstance(existing, Outcome) else self._render(existing, data)
@@ -393,7 +393,7 @@ class Creator:
         key: str,
         version_id: str | None,
         error: InputTooLarge,
-        deadline: Deadline,
+        deadline: WriteGuard,
     ) -> Outcome:
         try:
             version, info = self.index.hash_original(key, version_id)

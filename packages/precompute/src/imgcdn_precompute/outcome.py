@@ -21,12 +21,12 @@ from imgcore.storage import StorageFault
 __all__ = [
     "Action",
     "ConcurrentRemoval",
-    "Deadline",
     "DeadlineNear",
     "InvalidManifest",
     "Job",
     "Outcome",
-    "no_deadline",
+    "WriteGuard",
+    "no_write_guard",
     "rejected",
 ]
 
@@ -79,12 +79,13 @@ class DeadlineNear(StorageFault):
     before writing (nothing half-visible), so the message is reported failed and retried."""
 
 
-Deadline = Callable[[], None]
-"""Called before each write; raises `DeadlineNear` when the invocation is about to end."""
+WriteGuard = Callable[[], None]
+"""Called before each write; raises `DeadlineNear` when the invocation is about to end (not the
+fallback's `imgcdn_edge.Deadline`, a point in time: this is the check made against one)."""
 
 
-def no_deadline() -> None:
-    """The `Deadline` of a caller without one: never stops."""
+def no_write_guard() -> None:
+    """The `WriteGuard` of a caller without one: never stops."""
     return None
 
 
@@ -104,7 +105,7 @@ class Job:
     source_version_id: str | None
     source_bytes: int
     log: BoundLog
-    deadline: Deadline = no_deadline
+    deadline: WriteGuard = no_write_guard
     replace_manifest: bool = False
     """What is stored under the manifest key is not a valid manifest: overwrite it."""
 

@@ -25,10 +25,10 @@ from imgcdn_precompute.create import Creator
 from imgcdn_precompute.outcome import (
     Action,
     ConcurrentRemoval,
-    Deadline,
     DeadlineNear,
     InvalidManifest,
     Outcome,
+    WriteGuard,
 )
 from imgcdn_precompute.remove import Remover
 from imgcdn_precompute.renderer import PixelRenderer, Renderer
@@ -47,13 +47,13 @@ __all__ = [
     "SUPERSEDED_TAG",
     "Action",
     "ConcurrentRemoval",
-    "Deadline",
     "DeadlineNear",
     "InvalidManifest",
     "Outcome",
     "PixelRenderer",
     "PrecomputeService",
     "Renderer",
+    "WriteGuard",
     "stream_version",
 ]
 
@@ -165,7 +165,7 @@ class PrecomputeService:
         return self._creator.render(data)
 
     def created(
-        self, key: str, *, version_id: str | None = None, deadline: Deadline | None = None
+        self, key: str, *, version_id: str | None = None, deadline: WriteGuard | None = None
     ) -> Outcome:
         """Render and record the standard set of the original at `key` (`Creator.created`)."""
         return self._creator.created(key, version_id=version_id, deadline=deadline)
