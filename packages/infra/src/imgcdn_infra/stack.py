@@ -120,49 +120,9 @@ class ImgcdnStack(Stack):
                 topic=self.operations.topic,
                 dashboard=self.operations.dashboard,
             )
-        # `aws s3 sync s3://<AccessLogBucket>/s3/ logs/ && imgcdn logs scan logs/`
-        CfnOutput(self, "AccessLogBucket", value=self.storage.log_bucket.bucket_name)
-        outputs = {
-            "DistributionDomainName": self.delivery.distribution.distribution_domain_name,
-            "DistributionId": self.delivery.distribution.distribution_id,
-            "OriginalsBucket": self.storage.originals.bucket_name,
-            "DerivativesBucket": self.storage.derivatives.bucket_name,
-            "UploadQueue": self.pipeline.queue.queue_url,
-            "DeadLetterQueue": self.pipeline.dead_letters.queue_url,
-            # `aws sqs start-message-move-task --source-arn` (the redrive) takes the ARN.
-            "DeadLetterQueueArn": self.pipeline.dead_letters.queue_arn,
-            "BackfillStateMachine": self.backfill.state_machine.state_machine_arn,
-            "AlarmTopic": self.operations.topic.topic_arn,
-        }
-        if config.alarms.additional_metrics:
-            additional_metrics(self, self.delivery.distribution)
-        if region == CLOUDFRONT_REGION:
-            EdgeAlarms(
-                self,
-                "EdgeAlarms",
-                config=config,
-                distribution_id=self.delivery.distribution.distribution_id,
-                topic=self.operations.topic,
-            )
-        elif region is None:
-            Annotations.of(self).add_warning_v2(
-                "imgcdn:edge-alarms",
-                "No CloudFront alarms (viewer 5xx rate, cache hit ratio): their metrics live in "
-                "us-east-1 and the target Region is unknown; set imgcdn.region (or "
-                "CDK_DEFAULT_REGION) to get them",
-            )
-        replica: s3.IBucket | None = None
-        if replica_bucket_name is not None:
-            replica = s3.Bucket.from_bucket_name(self, "Replica", replica_bucket_name)
-            self.replication = OriginalsReplication(
-                self,
-                "Replication",
-                config=config,
-                originals=self.storage.originals,
-                replica=replica,
-            )
-            # `imgcdn takedown --replica-bucket` (IMGCDN_REPLICA_BUCKET) takes this name.
-            outputs["ReplicaBucket"] = replica_bucket_name
+        self._edge_alarms(config, region)
+        outputs = self._outputs()
+        replica = self._replication(config, replica_bucket_name, outputs)
         self.takedown: Takedown | None = None
         if config.takedown.enabled:
             self.takedown = Takedown(
@@ -198,6 +158,61 @@ class ImgcdnStack(Stack):
             )
             CfnOutput(self, "DriftCheckFunction", value=self.drift_check.function.function_name)
         suppress_stack_findings(self, config)
+
+    def _outputs(self) -> dict[str, str]:
+        """Where everything is, for an operator (the stack outputs every deployment has)."""
+        # `aws s3 sync s3://<AccessLogBucket>/s3/ logs/ && imgcdn logs scan logs/`
+        CfnOutput(self, "AccessLogBucket", value=self.storage.log_bucket.bucket_name)
+        return {
+            "DistributionDomainName": self.delivery.distribution.distribution_domain_name,
+            "DistributionId": self.delivery.distribution.distribution_id,
+            "OriginalsBucket": self.storage.originals.bucket_name,
+            "DerivativesBucket": self.storage.derivatives.bucket_name,
+            "UploadQueue": self.pipeline.queue.queue_url,
+            "DeadLetterQueue": self.pipeline.dead_letters.queue_url,
+            # `aws sqs start-message-move-task --source-arn` (the redrive) takes the ARN.
+            "DeadLetterQueueArn": self.pipeline.dead_letters.queue_arn,
+            "BackfillStateMachine": self.backfill.state_machine.state_machine_arn,
+            "AlarmTopic": self.operations.topic.topic_arn,
+        }
+
+    def _edge_alarms(self, config: InfraConfig, region: str | None) -> None:
+        """CloudFront's alarms here when this stack is in us-east-1 (else their own stack)."""
+        if config.alarms.additional_metrics:
+            additional_metrics(self, self.delivery.distribution)
+        if region == CLOUDFRONT_REGION:
+            EdgeAlarms(
+                self,
+                "EdgeAlarms",
+                config=config,
+                distribution_id=self.delivery.distribution.distribution_id,
+                topic=self.operations.topic,
+            )
+        elif region is None:
+            Annotations.of(self).add_warning_v2(
+                "imgcdn:edge-alarms",
+                "No CloudFront alarms (viewer 5xx rate, cache hit ratio): their metrics live in "
+                "us-east-1 and the target Region is unknown; set imgcdn.region (or "
+                "CDK_DEFAULT_REGION) to get them",
+            )
+
+    def _replication(
+        self, config: InfraConfig, replica_bucket_name: str | None, outputs: dict[str, str]
+    ) -> s3.IBucket | None:
+        """The originals' replication into the replica bucket, when there is one."""
+        if replica_bucket_name is None:
+            return None
+        replica = s3.Bucket.from_bucket_name(self, "Replica", replica_bucket_name)
+        self.replication = OriginalsReplication(
+            self,
+            "Replication",
+            config=config,
+            originals=self.storage.originals,
+            replica=replica,
+        )
+        # `imgcdn takedown --replica-bucket` (IMGCDN_REPLICA_BUCKET) takes this name.
+        outputs["ReplicaBucket"] = replica_bucket_name
+        return replica
 
 
 def _never() -> Any:  # pragma: no cover - a Function built here always has a timeout
