@@ -60,3 +60,76 @@ socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 def fixtures_dir() -> Path:
     """The shared fixtures folder (events, images, golden vectors)."""
     return FIXTURES
+
+
+# --- layers -------------------------------------------------------------------------------
+# Every test is exactly one of `unit`, `integration` or `e2e`, by the file it lives in, so
+# `pytest -m unit` is the fast edit-test loop and `./test` still runs all three.
+# integration: moto, a CDK synth, a subprocess of our own CLIs, or a second JavaScript engine;
+# e2e: the whole pipeline or stack end to end (servers, queues, a browser, the CDK CLI).
+E2E_FILES = frozenset(
+    {
+        "infra/test_cli.py",
+        "local/test_browser.py",
+        "local/test_e2e.py",
+        "local/test_takedown.py",
+        "precompute/test_e2e.py",
+    }
+)
+INTEGRATION_FILES = frozenset(
+    {
+        "aws/test_api.py",
+        "aws/test_s3.py",
+        "edge/test_api.py",
+        "edge/test_bounds.py",
+        "edge/test_function.py",
+        "edge/test_handler.py",
+        "edge/test_no_network.py",
+        "edge/test_parity.py",
+        "imgcore/test_api.py",
+        "imgcore/test_wheel.py",
+        "infra/test_assets.py",
+        "infra/test_cache_keys.py",
+        "infra/test_checks.py",
+        "infra/test_drift.py",
+        "infra/test_monitor.py",
+        "infra/test_resilience.py",
+        "infra/test_stack.py",
+        "infra/test_takedown.py",
+        "ops/test_api.py",
+        "ops/test_handler.py",
+        "ops/test_logscan.py",
+        "ops/test_probes.py",
+        "ops/test_takedown.py",
+        "ops/test_verify.py",
+        "precompute/test_api.py",
+        "precompute/test_backfill.py",
+        "precompute/test_events.py",
+        "precompute/test_faults.py",
+        "precompute/test_handler.py",
+        "precompute/test_r11.py",
+        "precompute/test_removal.py",
+        "precompute/test_service.py",
+        "precompute/test_superseded.py",
+        "sim/test_api.py",
+    }
+)
+LAYERS = ("unit", "integration", "e2e")
+
+
+def layer_of(relative: str) -> str:
+    """The layer of a test file, by its path under tests/ (`precompute/test_e2e.py`)."""
+    if relative in E2E_FILES:
+        return "e2e"
+    if relative in INTEGRATION_FILES:
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every collected test with its layer (see `layer_of`)."""
+    tests = ROOT / "tests"
+    for item in items:
+        path = Path(item.fspath)
+        if tests in path.parents:
+            item.add_marker(getattr(pytest.mark, layer_of(path.relative_to(tests).as_posix())))

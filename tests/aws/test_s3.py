@@ -10,7 +10,7 @@ from moto import mock_aws
 
 from imgcdn_aws.s3 import S3Store
 from imgcore import InputTooLarge
-from imgcore.storage import NotFound, StorageFault
+from imgcore.storage import NotFound, StorageFault, SupportsStream
 
 
 @pytest.fixture
@@ -72,3 +72,18 @@ def test_a_missing_bucket_is_not_found_and_faults_are_transient() -> None:
     broken = S3Store("bucket", endpoint_url="http://127.0.0.1:9")  # nothing listens on port 9
     with pytest.raises(StorageFault):
         broken.put("k", b"x")
+
+
+def test_stream_hands_over_an_object_in_chunks_and_names_a_missing_one(store: S3Store) -> None:
+    assert isinstance(store, SupportsStream)
+    data = bytes(range(256)) * 5000  # over one 1 MiB chunk
+    store.put("big", data)
+    first = store.head("big")
+    assert first is not None
+    store.put("big", b"newer")
+    info, chunks = store.stream("big", version_id=first.version_id)
+    parts = list(chunks)
+    assert (info.size, info.version_id, b"".join(parts)) == (len(data), first.version_id, data)
+    assert len(parts) == 2
+    with pytest.raises(NotFound):
+        store.stream("absent")

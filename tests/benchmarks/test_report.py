@@ -6,25 +6,25 @@ import math
 
 import pytest
 import pyvips
-from imgcdn_bench import quality, run
+from imgcdn_bench import harness, quality
 
 
 def test_geomean_and_median() -> None:
-    assert run.geomean([1.0, 4.0]) == pytest.approx(2.0)
-    assert math.isnan(run.geomean([]))
-    assert run.med([3.0, 1.0, 2.0]) == 2.0
+    assert harness.geomean([1.0, 4.0]) == pytest.approx(2.0)
+    assert math.isnan(harness.geomean([]))
+    assert harness.med([3.0, 1.0, 2.0]) == 2.0
 
 
 def test_table_is_markdown() -> None:
-    text = run.table(["a", "b"], [["x", "1"]])
+    text = harness.table(["a", "b"], [["x", "1"]])
     assert text.splitlines() == ["| a | b |", "|---|---:|", "| x | 1 |"]
 
 
 def test_tools_rotate_per_image() -> None:
     tools = ("a", "b", "c")
-    firsts = {run.tool_order(tools, i)[0] for i in range(3)}
+    firsts = {harness.tool_order(tools, i)[0] for i in range(3)}
     assert firsts == set(tools)
-    assert sorted(run.tool_order(tools, 1)) == sorted(tools)
+    assert sorted(harness.tool_order(tools, 1)) == sorted(tools)
 
 
 def test_ssim_of_an_image_with_itself_is_one() -> None:

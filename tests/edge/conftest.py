@@ -22,7 +22,7 @@ from tests.edge.engines import NodeSession
 
 from imgcdn_aws.emf import Metrics
 from imgcdn_aws.s3 import S3Store
-from imgcdn_edge.config import FallbackSettings
+from imgcdn_edge.config import FallbackLimits
 from imgcdn_edge.function import render_function
 from imgcdn_edge.handler import FallbackHandler, build_handler
 from imgcdn_edge.service import Transform
@@ -106,7 +106,7 @@ class Deployment:
         self,
         *,
         policy: Policy = DEFAULT_POLICY,
-        settings: FallbackSettings | None = None,
+        limits: FallbackLimits | None = None,
         transform: Transform | None = None,
         originals: Any = None,
         derivatives: Any = None,
@@ -116,7 +116,7 @@ class Deployment:
             originals=originals or self.originals,
             derivatives=derivatives or self.derivatives,
             policy=policy,
-            settings=settings,
+            limits=limits,
             transform=transform,
             metrics=Metrics(self.emf),
         )

@@ -15,7 +15,7 @@ def test_exported_members() -> None:
         "ConfigError",
         "Deadline",
         "DeadlineExceeded",
-        "EdgeConfig",
+        "FallbackLimits",
         "FallbackService",
         "FallbackSettings",
         "FunctionTooLarge",

@@ -11,7 +11,7 @@ import pytest
 import structlog
 from tests.edge.conftest import Deployment, LambdaContext, body_bytes, function_url_event, jpeg
 
-from imgcdn_edge.config import DEFAULT_MAX_RESPONSE_BYTES, LAMBDA_RESPONSE_LIMIT, FallbackSettings
+from imgcdn_edge.config import DEFAULT_MAX_RESPONSE_BYTES, LAMBDA_RESPONSE_LIMIT, FallbackLimits
 from imgcdn_edge.service import Deadline, FallbackService, base64_size
 from imgcore import ImageRef, Policy, TransformParams
 from imgcore.pixels import Rendered
@@ -131,7 +131,7 @@ def test_a_write_past_the_deadline_still_answers_the_image_on_time(
     version, _ = deployment.upload(ACME, jpeg(400, 300, RED))
     _warm_up(deployment, version)
     slow = Recording(deployment.derivatives, put_delay=3)
-    deployment.rebuild(derivatives=slow, settings=FallbackSettings(deadline_margin_ms=1000))
+    deployment.rebuild(derivatives=slow, limits=FallbackLimits(deadline_margin_ms=1000))
     started = time.monotonic()
     response = _get(deployment, ACME.public_path(version) + "/" + VARIANT, LambdaContext(2000))
     elapsed = time.monotonic() - started
@@ -144,7 +144,7 @@ def test_a_write_past_the_deadline_still_answers_the_image_on_time(
 def test_a_read_past_the_deadline_is_503_no_store(deployment: Deployment) -> None:
     version, _ = deployment.upload(ACME, jpeg(400, 300, RED))
     slow = Recording(deployment.originals, get_delay=3)
-    deployment.rebuild(originals=slow, settings=FallbackSettings(deadline_margin_ms=1000))
+    deployment.rebuild(originals=slow, limits=FallbackLimits(deadline_margin_ms=1000))
     started = time.monotonic()
     response = _get(deployment, ACME.public_path(version) + "/" + VARIANT, LambdaContext(1500))
     elapsed = time.monotonic() - started

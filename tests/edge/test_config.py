@@ -10,7 +10,7 @@ from imgcdn_edge.config import (
     LAMBDA_RESPONSE_LIMIT,
     MIN_DEADLINE_MARGIN_MS,
     ConfigError,
-    EdgeConfig,
+    FallbackLimits,
     FallbackSettings,
 )
 from imgcore import DEFAULT_POLICY, Policy
@@ -19,19 +19,19 @@ BASE = {"IMGCDN_ORIGINALS_BUCKET": "acme-originals", "IMGCDN_DERIVATIVES_BUCKET"
 
 
 def test_defaults() -> None:
-    config = EdgeConfig.from_env(BASE)
-    assert config == EdgeConfig("acme-originals", "acme-derived")
+    config = FallbackSettings.from_env(BASE)
+    assert config == FallbackSettings("acme-originals", "acme-derived")
     assert config.policy is DEFAULT_POLICY
     assert config.s3_endpoint is None
-    assert config.settings.max_response_bytes == DEFAULT_MAX_RESPONSE_BYTES
-    assert config.settings.deadline_margin_ms == DEFAULT_DEADLINE_MARGIN_MS
+    assert config.limits.max_response_bytes == DEFAULT_MAX_RESPONSE_BYTES
+    assert config.limits.deadline_margin_ms == DEFAULT_DEADLINE_MARGIN_MS
     # The cap leaves room for the JSON and headers around a base64 body under Lambda's 6 MiB.
     assert LAMBDA_RESPONSE_LIMIT - DEFAULT_MAX_RESPONSE_BYTES >= 64 * 1024
 
 
 def test_every_variable() -> None:
     policy = Policy(widths=(100, 200), standard={"widths": (100,)})
-    config = EdgeConfig.from_env(
+    config = FallbackSettings.from_env(
         {
             **BASE,
             "IMGCDN_S3_ENDPOINT": "http://127.0.0.1:5000/",
@@ -42,7 +42,7 @@ def test_every_variable() -> None:
     )
     assert config.s3_endpoint == "http://127.0.0.1:5000"
     assert config.policy == policy
-    assert config.settings == FallbackSettings(max_response_bytes=1048576, deadline_margin_ms=2500)
+    assert config.limits == FallbackLimits(max_response_bytes=1048576, deadline_margin_ms=2500)
 
 
 @pytest.mark.parametrize(
@@ -65,14 +65,14 @@ def test_every_variable() -> None:
 )
 def test_a_bad_value_fails_naming_the_variable(overrides: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
-        EdgeConfig.from_env({**BASE, **overrides})
+        FallbackSettings.from_env({**BASE, **overrides})
 
 
 def test_settings_are_checked_when_built_in_code() -> None:
     with pytest.raises(ConfigError, match="max_response_bytes"):
-        FallbackSettings(max_response_bytes=LAMBDA_RESPONSE_LIMIT + 1)
+        FallbackLimits(max_response_bytes=LAMBDA_RESPONSE_LIMIT + 1)
     with pytest.raises(ConfigError, match="deadline_margin_ms"):
-        FallbackSettings(deadline_margin_ms=-5)
+        FallbackLimits(deadline_margin_ms=-5)
 
 
 def test_one_s3_call_of_the_fallback_fits_in_the_deadline_margin() -> None:

@@ -15,6 +15,7 @@ import pytest
 import imgcdn_aws
 import imgcdn_edge
 import imgcdn_ops
+import imgcdn_sim
 
 RULES = {
     "imgcdn_edge": (
@@ -30,6 +31,20 @@ RULES = {
     "imgcdn_ops": (
         Path(imgcdn_ops.__file__).resolve().parent,
         ("imgcdn_precompute", "imgcdn_edge", "imgcdn_local", "imgcdn_infra"),
+    ),
+    # The simulator models CloudFront over imgcore's canonicalizer alone: no AWS, no stack.
+    "imgcdn_sim": (
+        Path(imgcdn_sim.__file__).resolve().parent,
+        (
+            "imgcdn_aws",
+            "imgcdn_precompute",
+            "imgcdn_edge",
+            "imgcdn_local",
+            "imgcdn_infra",
+            "imgcdn_ops",
+            "boto3",
+            "botocore",
+        ),
     ),
 }
 

@@ -23,7 +23,7 @@ from tests.edge.conftest import (
 )
 from tests.edge.engines import run_node
 
-from imgcdn_edge.config import FallbackSettings
+from imgcdn_edge.config import FallbackLimits
 from imgcdn_edge.handler import parse_event
 from imgcore import (
     ContentClass,
@@ -211,7 +211,7 @@ def test_an_output_over_the_response_cap_is_stored_and_redirected(
 ) -> None:
     source = _noise_png(700, 500)
     version, _ = deployment.upload(ACME, source)
-    deployment.rebuild(settings=FallbackSettings(max_response_bytes=64 * 1024))
+    deployment.rebuild(limits=FallbackLimits(max_response_bytes=64 * 1024))
     uri = _uri(ACME, version, "w640.png")
     response = _get(deployment, uri)
 
@@ -247,7 +247,7 @@ def test_a_source_larger_than_the_response_cap_still_renders_small_outputs(
     cap = 64 * 1024
     assert len(source) > cap
     version, _ = deployment.upload(ACME, source)
-    deployment.rebuild(settings=FallbackSettings(max_response_bytes=cap))
+    deployment.rebuild(limits=FallbackLimits(max_response_bytes=cap))
     response = _get(deployment, _uri(ACME, version, "w160-q40.jpeg"))
     assert response["statusCode"] == 200
     assert len(response["body"]) <= cap
@@ -263,7 +263,7 @@ def test_a_redirect_that_cannot_be_stored_is_a_503(deployment: Deployment) -> No
         def put(self, *args: Any, **kwargs: Any) -> bool:
             raise StorageFault("S3 imgcdn-test-derivatives: SlowDown")
 
-    deployment.rebuild(settings=FallbackSettings(max_response_bytes=1024), derivatives=ReadOnly())
+    deployment.rebuild(limits=FallbackLimits(max_response_bytes=1024), derivatives=ReadOnly())
     body = _assert_error(_get(deployment, _uri(ACME, version, "w320.png")), 503)
     assert "imgcdn-test" not in body  # the bucket is not told to the public
     # Under the cap, a failed write does not cost the viewer the image.
@@ -389,7 +389,7 @@ def test_a_transform_past_the_deadline_is_503_no_store(deployment: Deployment) -
         time.sleep(3)
         raise AssertionError("abandoned work finished")  # pragma: no cover
 
-    deployment.rebuild(transform=slow, settings=FallbackSettings(deadline_margin_ms=1000))
+    deployment.rebuild(transform=slow, limits=FallbackLimits(deadline_margin_ms=1000))
     started = time.monotonic()
     response = _get(deployment, _uri(ACME, version, "w320-q80.webp"), LambdaContext(1300))
     elapsed = time.monotonic() - started

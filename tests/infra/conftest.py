@@ -11,7 +11,6 @@ The assets come from `packages/infra/scripts/build-assets.sh`, which the test co
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import imgcdn_infra  # noqa: F401 - points jsii at the bundled Node.js before aws_cdk loads
-from imgcdn_infra.assets import ALLOW_PLACEHOLDER_ENV, workspace_root
+from imgcdn_infra.assets import workspace_root
 from imgcdn_infra.cli import load_context
 
 ROOT = workspace_root(Path(__file__).parent)
@@ -37,19 +36,6 @@ def _edge_function_info() -> dict[str, Any]:
             "the Lambda assets are not built; run packages/infra/scripts/build-assets.sh first"
         )
     return dict(json.loads(info.read_text("utf-8")))
-
-
-PLACEHOLDER_FUNCTION = bool(
-    (ASSETS / "edge-function" / "build-info.json").is_file()
-    and _edge_function_info().get("placeholder")
-)
-PLACEHOLDER_REASON = (
-    "packages/edge does not provide `imgcdn edge-function` yet: the build wrote a 503 "
-    "placeholder Function (re-run build-assets.sh once it exists)"
-)
-if PLACEHOLDER_FUNCTION:
-    # Lets the app synth the placeholder in tests only; a real synth refuses it.
-    os.environ[ALLOW_PLACEHOLDER_ENV] = "1"
 
 
 def public_key_pem() -> str:
@@ -180,9 +166,3 @@ def assets_dir() -> Path:
 def workspace() -> Path:
     """The workspace root."""
     return ROOT
-
-
-@pytest.fixture(scope="session")
-def placeholder_function() -> bool:
-    """Whether the build wrote the 503 placeholder instead of the generated Function."""
-    return PLACEHOLDER_FUNCTION

@@ -117,7 +117,7 @@ def test_every_native_library_is_built_for_the_target_machine(
     assert all(".cpython-312-" in name for name in python_tagged), python_tagged
 
 
-def test_the_generated_function_and_policy(assets_dir: Path, placeholder_function: bool) -> None:
+def test_the_generated_function_and_policy(assets_dir: Path) -> None:
     from imgcore import DEFAULT_POLICY
 
     generated = assets_dir / "edge-function"
@@ -128,13 +128,7 @@ def test_the_generated_function_and_policy(assets_dir: Path, placeholder_functio
         "standard": "img",
         "takedown": "ugc",
     }
-    if placeholder_function:
-        pytest.skip(
-            "packages/edge does not provide `imgcdn edge-function` yet: the build wrote a 503 "
-            "placeholder (re-run build-assets.sh once it exists)"
-        )
     code = (generated / "viewer-request.js").read_text("utf-8")
-    assert assets.PLACEHOLDER_MARKER not in code
     assert "function handler(" in code
     assert len(code.encode()) <= 10 * 1024
 
@@ -174,7 +168,7 @@ def test_wheel_tags_must_run_on_the_lambda(tag: str, arch: str, runs: bool) -> N
     assert assets._tag_runs_on(tag, machine) is runs
 
 
-def test_locate_refuses_what_is_missing_stale_or_a_placeholder(
+def test_locate_refuses_what_is_missing_or_stale(
     tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(AssetError, match=r"build-assets\.sh"):
@@ -182,10 +176,3 @@ def test_locate_refuses_what_is_missing_stale_or_a_placeholder(
     monkeypatch.setattr(assets, "_lambda_fingerprint", lambda *_: "0" * 64)
     with pytest.raises(AssetError, match="older than its sources"):
         BuiltAssets.locate(workspace, "arm64")
-    info = json.loads(
-        (workspace / ".cache/lambda-assets/edge-function/build-info.json").read_text()
-    )
-    if info["placeholder"]:
-        monkeypatch.delenv(assets.ALLOW_PLACEHOLDER_ENV, raising=False)
-        with pytest.raises(AssetError, match="placeholder"):
-            BuiltAssets.locate(workspace, "arm64", check_current=False)

@@ -61,7 +61,7 @@ def _isolated_network() -> list[str]:
 
 @pytest.mark.slow
 def test_pinned_cdk_cli_synthesizes_the_app_offline(
-    tmp_path: Path, workspace: Path, synths: Any, placeholder_function: bool
+    tmp_path: Path, workspace: Path, synths: Any
 ) -> None:
     infra = workspace / "packages" / "infra"
     if not (infra / "node_modules" / ".bin" / "cdk").exists():
@@ -90,8 +90,6 @@ def test_pinned_cdk_cli_synthesizes_the_app_offline(
         "UV_OFFLINE": "1",
         "UV_PYTHON_DOWNLOADS": "never",
     }
-    if placeholder_function:
-        env["IMGCDN_ALLOW_PLACEHOLDER_FUNCTION"] = "1"
     out = tmp_path / "cdk.out"
     command = [
         *_isolated_network(),

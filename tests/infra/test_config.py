@@ -15,7 +15,7 @@ TENANTS = {"tenants": [{"name": "acme"}]}
 def test_defaults_need_only_tenants() -> None:
     config = load_config({"imgcdn": TENANTS})
     assert config.architecture == "arm64"
-    assert config.takedown_prefix == "ugc"
+    assert config.prefixes == ("img", "ugc")
     assert config.cors_origins == ("*",)
     assert config.tenant_prefixes == ("img/acme/", "ugc/acme/")
     assert config.precompute.reserved_concurrency is None
@@ -70,8 +70,8 @@ def test_the_model_is_frozen() -> None:
         ({"imgcdn:precompute.batch_size": "11"}, "imgcdn.precompute.batch_size"),
         ({"imgcdn:fallback.timeout_seconds": "121"}, "imgcdn.fallback.timeout_seconds"),
         ({"imgcdn:tenants.0.name": "Acme Corp"}, "imgcdn.tenants.0.name"),
-        ({"imgcdn:takedown_prefix": "img"}, "imgcdn.takedown_prefix"),
-        ({"imgcdn:takedown_prefix": "u/g"}, "imgcdn.takedown_prefix"),
+        # imgcore's key layout fixes the content classes: not a setting
+        ({"imgcdn:takedown_prefix": "ugc"}, "imgcdn.takedown_prefix"),
         ({"imgcdn:cors_origins": '["ftp://x.example"]'}, "imgcdn.cors_origins"),
         ({"imgcdn:cors_origins": '["*", "https://x.example"]'}, "imgcdn.cors_origins"),
         ({"imgcdn:origin_shield_region": "moon-1"}, "imgcdn.origin_shield_region"),
@@ -250,7 +250,13 @@ def test_signed_tenants_must_fit_cloudfronts_cache_behaviour_quota() -> None:
 
 
 def test_unsigned_tenants_add_no_cache_behaviours() -> None:
-    load_config({"imgcdn": _tenants(12)})
+    # At a quota of exactly the two class-wide behaviours, any tenant that cost one would fail.
+    quota = {"quotas": {"cache_behaviors_per_distribution": 2}}
+    load_config({"imgcdn": {**_tenants(12), **quota}})
+    one_signed = _tenants(12)
+    one_signed["tenants"][0]["signed_urls"] = [{"id": "k1", "pem": PEM}]
+    with pytest.raises(ConfigError, match="1 tenants with signed_urls need 4 cache behaviours"):
+        load_config({"imgcdn": {**one_signed, **quota}})
 
 
 def test_tenants_must_fit_iams_inline_policy_limit() -> None:

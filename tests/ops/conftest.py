@@ -7,8 +7,6 @@ group and public keys besides the policies and the Function. The assets come fro
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import imgcdn_infra  # noqa: F401 - points jsii at the bundled Node.js before aws_cdk loads
-from imgcdn_infra.assets import ALLOW_PLACEHOLDER_ENV, workspace_root
+from imgcdn_infra.assets import workspace_root
 
 ROOT = workspace_root(Path(__file__).parent)
 ASSETS = ROOT / ".cache" / "lambda-assets"
@@ -55,8 +53,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     info = ASSETS / "edge-function" / "build-info.json"
     if not info.is_file():
         pytest.fail("the Lambda assets are not built; run packages/infra/scripts/build-assets.sh")
-    if json.loads(info.read_text("utf-8")).get("placeholder"):
-        os.environ[ALLOW_PLACEHOLDER_ENV] = "1"  # tests only: the build wrote the 503 stand-in
     out = tmp_path_factory.mktemp("cdk")
     app = create_app(verify_context(), out, root=ROOT, check_assets_current=False)
     assembly = app.synth()

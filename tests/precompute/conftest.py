@@ -21,8 +21,8 @@ from moto import mock_aws
 from PIL import Image
 
 from imgcdn_aws.logs import configure_logging
+from imgcdn_aws.s3 import S3Store
 from imgcdn_precompute.service import PixelRenderer
-from imgcdn_precompute.stores import StreamingS3Store
 from imgcore.keys import ImageRef
 from imgcore.manifest import Manifest
 from imgcore.params import TransformParams
@@ -128,8 +128,8 @@ def _moto_stores(versioned: bool) -> Iterator[Stores]:
             )
         yield Stores(
             "s3",
-            StreamingS3Store(ORIGINALS, client=client),
-            StreamingS3Store(DERIVATIVES, client=client),
+            S3Store(ORIGINALS, client=client),
+            S3Store(DERIVATIVES, client=client),
             versioned,
         )
 

@@ -13,10 +13,10 @@ import pytest
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from imgcdn_aws.emf import Metrics
+from imgcdn_aws.s3 import S3Store
 from imgcdn_precompute.batch import BatchProcessor
 from imgcdn_precompute.events import parse_invocation
 from imgcdn_precompute.service import SUPERSEDED_TAG, PrecomputeService
-from imgcdn_precompute.stores import StreamingS3Store
 from imgcore.keys import MANIFEST_NAME, content_version, parse_source_key
 from imgcore.manifest import Manifest
 from imgcore.policy import Policy
@@ -298,7 +298,7 @@ class _TimingOutClient:
 
 
 def test_s3_timeouts_are_transient_storage_faults(events: Any, policy: Policy) -> None:
-    store = StreamingS3Store(ORIGINALS, client=_TimingOutClient())
+    store = S3Store(ORIGINALS, client=_TimingOutClient())
     with pytest.raises(StorageFault, match="ReadTimeoutError"):
         store.get("img/acme/x.jpg")
     with pytest.raises(StorageFault, match="ConnectTimeoutError"):

@@ -1,4 +1,5 @@
-"""The S3 implementation of imgcore's `ObjectStore` port, shared by precompute and the fallback.
+"""The S3 implementation of imgcore's storage ports (`ObjectStore`, `VersionListing`,
+`SupportsStream`), shared by precompute, the fallback and operations.
 
 boto3 clients are built lazily, once per process and endpoint, so a warm Lambda reuses its
 connection pool and moto can intercept them. Errors are classified for the callers: a missing
@@ -21,21 +22,33 @@ from botocore.exceptions import BotoCoreError, ClientError
 from imgcore import InputTooLarge
 from imgcore.storage import NotFound, ObjectInfo, ObjectVersion, StorageFault, StoredObject
 
-__all__ = ["INTERACTIVE_CALL_BUDGET_MS", "S3Store", "s3_client"]
+__all__ = ["INTERACTIVE_CALL_BUDGET_MS", "WORKER_CALL_BUDGET_MS", "S3Store", "s3_client"]
 
+_STREAM_CHUNK = 1 << 20
 _NOT_FOUND = {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "NoSuchBucket"}
 _ALREADY_EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 # The worker (precompute, backfill): an SQS retry costs a whole batch, so S3 hiccups are
-# retried here. Worst case of one call: 4 attempts (`max_attempts` counts retries) x (2 s
-# connect + 10 s between bytes) plus standard-mode backoff (< 1 + 2 + 4 s) = about 55 s, well
-# inside the worker's default 300 s timeout.
+# retried here, well inside the worker's default 300 s timeout.
+_WORKER_CONNECT_S = 2
+_WORKER_READ_S = 10
+_WORKER_RETRIES = 3
+"""botocore's `max_attempts` counts retries: one call makes up to 4 attempts."""
+_BACKOFF_BASE_S = 2
+"""Standard mode waits a random fraction of `2 ** (attempt - 1)` seconds before each retry."""
 _WORKER_CONFIG = Config(
-    retries={"max_attempts": 3, "mode": "standard"},
-    connect_timeout=2,
-    read_timeout=10,
+    retries={"max_attempts": _WORKER_RETRIES, "mode": "standard"},
+    connect_timeout=_WORKER_CONNECT_S,
+    read_timeout=_WORKER_READ_S,
     max_pool_connections=32,
 )
+WORKER_CALL_BUDGET_MS = 1000 * (
+    (_WORKER_RETRIES + 1) * (_WORKER_CONNECT_S + _WORKER_READ_S)
+    + sum(_BACKOFF_BASE_S**attempt for attempt in range(_WORKER_RETRIES))
+)
+"""The longest one S3 call of the worker's client can stall: 4 attempts x (2 s to connect plus
+10 s without a byte) plus the backoff between them (< 1 + 2 + 4 s) = 55,000 ms. The worker's
+write guard derives from it (`imgcdn_precompute.batch`)."""
 
 _INTERACTIVE_CONNECT_S = 0.5
 _INTERACTIVE_READ_S = 1.0
@@ -134,6 +147,35 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise self._fault(key, exc) from exc
         return StoredObject(self._info(key, size, response), data)
+
+    def stream(
+        self, key: str, *, version_id: str | None = None
+    ) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """The object's info and an iterator over its bytes (`imgcore.storage.SupportsStream`).
+
+        Raises:
+            NotFound: No such object or version.
+            StorageFault: S3 failed (also while iterating).
+        """
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id is not None:
+            kwargs["VersionId"] = version_id
+        try:
+            response = self.client.get_object(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fault(key, exc) from exc
+        info = self._info(key, int(response["ContentLength"]), response)
+        body = response["Body"]
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from body.iter_chunks(_STREAM_CHUNK)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fault(key, exc) from exc
+            finally:
+                body.close()
+
+        return info, chunks()
 
     @staticmethod
     def _info(key: str, size: int, response: Mapping[str, Any]) -> ObjectInfo:

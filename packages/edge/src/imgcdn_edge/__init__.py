@@ -7,7 +7,7 @@ only for S3, and libvips on the first render).
 
 from __future__ import annotations
 
-from imgcdn_edge.config import ConfigError, EdgeConfig, FallbackSettings
+from imgcdn_edge.config import ConfigError, FallbackLimits, FallbackSettings
 from imgcdn_edge.function import FunctionTooLarge, render_function
 from imgcdn_edge.service import Answer, Deadline, DeadlineExceeded, FallbackService
 
@@ -16,7 +16,7 @@ __all__ = [
     "ConfigError",
     "Deadline",
     "DeadlineExceeded",
-    "EdgeConfig",
+    "FallbackLimits",
     "FallbackService",
     "FallbackSettings",
     "FunctionTooLarge",

@@ -28,7 +28,7 @@ __all__ = [
     "LAMBDA_RESPONSE_LIMIT",
     "MIN_DEADLINE_MARGIN_MS",
     "ConfigError",
-    "EdgeConfig",
+    "FallbackLimits",
     "FallbackSettings",
 ]
 
@@ -54,7 +54,7 @@ invocation of a warm environment. The fallback answers at the deadline either wa
 
 
 @dataclass(frozen=True, slots=True)
-class FallbackSettings:
+class FallbackLimits:
     """How the fallback bounds its work.
 
     Attributes:
@@ -80,17 +80,19 @@ class FallbackSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class EdgeConfig:
-    """Everything the fallback Lambda needs to know about its deployment."""
+class FallbackSettings:
+    """Everything the fallback Lambda needs to know about its deployment, resolved from the
+    environment (what `imgcdn_aws.config.Settings` is to the precompute worker; the CDK sizing
+    of the function is `imgcdn_infra.config.FallbackConfig`)."""
 
     originals_bucket: str
     derivatives_bucket: str
     s3_endpoint: str | None = None
     policy: Policy = DEFAULT_POLICY
-    settings: FallbackSettings = field(default_factory=FallbackSettings)
+    limits: FallbackLimits = field(default_factory=FallbackLimits)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> EdgeConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> FallbackSettings:
         """Resolve the configuration from environment variables (see the module docstring).
 
         Raises:
@@ -114,7 +116,7 @@ class EdgeConfig:
             derivatives_bucket=common.derivatives_bucket,
             s3_endpoint=common.s3_endpoint,
             policy=common.policy,
-            settings=FallbackSettings(
+            limits=FallbackLimits(
                 max_response_bytes=integer(
                     MAX_RESPONSE_BYTES, DEFAULT_MAX_RESPONSE_BYTES, 1, LAMBDA_RESPONSE_LIMIT
                 ),

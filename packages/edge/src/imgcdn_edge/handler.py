@@ -24,7 +24,7 @@ import structlog
 
 from imgcdn_aws.emf import Metrics
 from imgcdn_aws.logs import configure_logging
-from imgcdn_edge.config import EdgeConfig, FallbackSettings
+from imgcdn_edge.config import FallbackLimits, FallbackSettings
 from imgcdn_edge.observe import record_answer
 from imgcdn_edge.service import Answer, Deadline, FallbackService, Transform, body_for_lambda
 from imgcore import DEFAULT_POLICY, Policy
@@ -98,7 +98,7 @@ class FallbackHandler:
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         if remaining is None:
             return None  # not in Lambda (the local stack): no invocation timeout to beat
-        margin = self.service.settings.deadline_margin_ms
+        margin = self.service.limits.deadline_margin_ms
         seconds = (remaining() - margin) / 1000
         return Deadline.after(seconds, self._clock) if self._clock else Deadline.after(seconds)
 
@@ -129,7 +129,7 @@ def build_handler(
     originals: ObjectStore,
     derivatives: ObjectStore,
     policy: Policy = DEFAULT_POLICY,
-    settings: FallbackSettings | None = None,
+    limits: FallbackLimits | None = None,
     transform: Transform | None = None,
     metrics: Metrics | None = None,
 ) -> FallbackHandler:
@@ -139,12 +139,12 @@ def build_handler(
         originals: The originals store (versioned, for R7).
         derivatives: The derivatives store (the S3 primary; manifests live there too).
         policy: The policy the URIs and renders follow.
-        settings: Response cap and deadline margin.
+        limits: Response cap and deadline margin.
         transform: The renderer (imgcore's unless a test injects one).
         metrics: Where EMF lines go (stdout by default).
     """
     service = FallbackService(
-        originals, derivatives, policy=policy, settings=settings, transform=transform
+        originals, derivatives, policy=policy, limits=limits, transform=transform
     )
     return FallbackHandler(service, metrics=metrics)
 
@@ -154,7 +154,7 @@ def default_handler() -> FallbackHandler:
     """The process-wide handler over S3, configured from the environment on first use."""
     from imgcdn_aws.s3 import S3Store  # noqa: PLC0415 - boto3 loads only where S3 is used
 
-    config = EdgeConfig.from_env()
+    config = FallbackSettings.from_env()
     configure_logging(json=True)
     return build_handler(
         # Interactive clients: their calls fit in the deadline margin (imgcdn_edge.config).
@@ -165,7 +165,7 @@ def default_handler() -> FallbackHandler:
             config.derivatives_bucket, endpoint_url=config.s3_endpoint, interactive=True
         ),
         policy=config.policy,
-        settings=config.settings,
+        limits=config.limits,
     )
 
 

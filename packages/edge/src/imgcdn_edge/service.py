@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import structlog
 from pydantic import ValidationError
 
-from imgcdn_edge.config import FallbackSettings
+from imgcdn_edge.config import FallbackLimits
 from imgcore import (
     DEFAULT_POLICY,
     DerivativeKey,
@@ -212,7 +212,7 @@ class FallbackService:
         derivatives: ObjectStore,
         *,
         policy: Policy = DEFAULT_POLICY,
-        settings: FallbackSettings | None = None,
+        limits: FallbackLimits | None = None,
         transform: Transform | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -222,14 +222,14 @@ class FallbackService:
             originals: Where originals live (versioned in production: R7 reads old versions).
             derivatives: Where derivatives and manifests live (the CDN's S3 primary).
             policy: The policy the URIs and renders follow.
-            settings: Response cap and deadline margin.
+            limits: Response cap and deadline margin.
             transform: The renderer (`imgcore.transform` unless a test injects one).
             clock: Monotonic seconds, for stage timings.
         """
         self.originals = originals
         self.derivatives = derivatives
         self.policy = policy
-        self.settings = settings or FallbackSettings()
+        self.limits = limits or FallbackLimits()
         self._transform = transform or _default_transform
         self._clock = clock
 
@@ -334,7 +334,7 @@ class FallbackService:
         headers = dict(
             derivative_headers(rendered.params.fmt, derivative.image.content_class, self.policy)
         )
-        oversize = base64_size(len(rendered.data)) > self.settings.max_response_bytes
+        oversize = base64_size(len(rendered.data)) > self.limits.max_response_bytes
         with stages.stage("store"):
             # Answering after Lambda's timeout is not fine, so storing is bounded by the deadline
             # like every other stage. Not stored is (the next miss renders again): the image is
@@ -451,7 +451,7 @@ class FallbackService:
         # forwarded copy of the viewer's query: Origin Shield collapses concurrent misses for
         # one cache key into one origin request even for a `no-store` answer, so one viewer's
         # signature (maybe a custom policy over `/img/acme/*`) would reach the others.
-        limit = self.settings.max_response_bytes
+        limit = self.limits.max_response_bytes
         detail = (
             f"the derivative is {size:,} bytes ({base64_size(size):,} as base64), over the "
             f"{limit:,}-byte response limit; it is stored, follow the redirect"

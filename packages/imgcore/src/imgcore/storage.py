@@ -47,6 +47,7 @@ __all__ = [
     "ObjectVersion",
     "StorageFault",
     "StoredObject",
+    "SupportsStream",
     "VersionListing",
     "write_atomic",
 ]
@@ -153,6 +154,22 @@ class VersionListing(Protocol):
 
     def delete(self, key: str, *, version_id: str | None = None) -> None:
         """Remove one version for good (or the object, when `version_id` is None)."""
+        ...
+
+
+@runtime_checkable
+class SupportsStream(Protocol):
+    """A store that can hand over an object in chunks, so it can be hashed without holding it.
+
+    `stream(key, version_id=)` returns the object's info and an iterator over its bytes, or
+    raises `NotFound`; a fault while iterating raises `StorageFault`. An iterator that is not
+    exhausted may be closed (`close()`, when it has one) to release the connection.
+    """
+
+    def stream(
+        self, key: str, *, version_id: str | None = None
+    ) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """The object's info and an iterator over its bytes; raises `NotFound`."""
         ...
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -43,8 +42,6 @@ PYTHON_VERSION = "3.12"
 """The Lambda runtime's Python; wheels are chosen for it (cp312 / abi3)."""
 BUILD_FORMAT = "imgcdn-lambda-assets/1"
 """Part of every fingerprint: bump it when the build or strip rules change."""
-PLACEHOLDER_MARKER = "imgcdn:placeholder-function"
-ALLOW_PLACEHOLDER_ENV = "IMGCDN_ALLOW_PLACEHOLDER_FUNCTION"
 
 SOURCE_BUILT: frozenset[str] = frozenset({"pyvips"})
 """Requirements allowed to be built from an sdist: pyvips is pure Python (it loads libvips
@@ -57,19 +54,6 @@ _STRIP_DIRS = frozenset({"__pycache__", "tests", "test"})
 _STRIP_DIST_INFO = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
 _UNZIPPED_LIMIT = 250 * 1024 * 1024
 """Lambda's limit on a function's unzipped code (with layers)."""
-_PLACEHOLDER_JS = f"""\
-// {PLACEHOLDER_MARKER}: `imgcdn edge-function` (packages/edge) was not installed when the
-// assets were built, so this stand-in answers 503. Never deploy it: the app refuses it unless
-// {ALLOW_PLACEHOLDER_ENV}=1 is set (tests only).
-async function handler(event) {{
-    return {{
-        statusCode: 503,
-        statusDescription: "Service Unavailable",
-        headers: {{ "cache-control": {{ value: "no-store" }} }},
-    }};
-}}
-"""
-
 Log = Callable[[str], None]
 
 
@@ -299,10 +283,6 @@ def _edge_function_fingerprint(root: Path) -> str:
 def build_edge_function(root: Path, *, force: bool = False, log: Log) -> Path:
     """Generate the viewer-request Function, the policy JSON and the key layout's classes.
 
-    When the edge package does not provide `imgcdn edge-function` yet, a placeholder that
-    answers 503 is written instead and marked as such; the app refuses to synth it unless
-    `IMGCDN_ALLOW_PLACEHOLDER_FUNCTION=1` (tests only).
-
     Returns:
         The folder (`.cache/lambda-assets/edge-function/`).
     """
@@ -312,18 +292,12 @@ def build_edge_function(root: Path, *, force: bool = False, log: Log) -> Path:
     if not force and info_path.is_file():
         info = json.loads(info_path.read_text("utf-8"))
         if info.get("fingerprint") == fingerprint:
-            log(f"edge-function: up to date{' (placeholder)' if info['placeholder'] else ''}")
+            log("edge-function: up to date")
             return out
     out.mkdir(parents=True, exist_ok=True)
     run = ["uv", "run", "--no-sync", "--frozen"]
-    commands = _run([*run, "imgcdn", "--help"], root)
-    placeholder = "edge-function" not in commands
     js = out / "viewer-request.js"
-    if placeholder:
-        log("edge-function: `imgcdn edge-function` is not installed; writing a 503 placeholder")
-        js.write_text(_PLACEHOLDER_JS, encoding="utf-8")
-    else:
-        _run([*run, "imgcdn", "edge-function", "--out", str(js)], root)
+    _run([*run, "imgcdn", "edge-function", "--out", str(js)], root)
     (out / "policy.json").write_text(_run([*run, "imgcdn", "policy", "--compact"], root), "utf-8")
     layout = _run(
         [
@@ -336,9 +310,9 @@ def build_edge_function(root: Path, *, force: bool = False, log: Log) -> Path:
         root,
     )
     (out / "layout.json").write_text(layout, encoding="utf-8")
-    info = {"fingerprint": fingerprint, "placeholder": placeholder}
+    info = {"fingerprint": fingerprint}
     info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    log(f"edge-function: generated{' (placeholder)' if placeholder else ''}")
+    log("edge-function: generated")
     return out
 
 
@@ -363,7 +337,6 @@ class BuiltAssets:
     viewer_request_js: Path
     policy: dict[str, object]
     layout: dict[str, str]
-    placeholder_function: bool
 
     @classmethod
     def locate(cls, root: Path, arch: Architecture, *, check_current: bool = True) -> BuiltAssets:
@@ -405,18 +378,10 @@ class BuiltAssets:
         if check_current and info.get("fingerprint") != _edge_function_fingerprint(root):
             msg = f"the viewer-request Function is older than its sources; {rebuild}"
             raise AssetError(msg)
-        placeholder = bool(info.get("placeholder"))
-        if placeholder and os.environ.get(ALLOW_PLACEHOLDER_ENV) != "1":
-            msg = (
-                "the viewer-request Function is a 503 placeholder: packages/edge does not provide "
-                f"`imgcdn edge-function` yet; {rebuild} once it does"
-            )
-            raise AssetError(msg)
         return cls(
             code=code,
             fingerprints=fingerprints,
             viewer_request_js=generated / "viewer-request.js",
             policy=json.loads((generated / "policy.json").read_text("utf-8")),
             layout=json.loads((generated / "layout.json").read_text("utf-8")),
-            placeholder_function=placeholder,
         )

@@ -26,6 +26,8 @@ from pydantic import (
 __all__ = [
     "CONTEXT_KEY",
     "PUBLIC_KEYS_PER_KEY_GROUP",
+    "STANDARD_PREFIX",
+    "TAKEDOWN_PREFIX",
     "AlarmConfig",
     "BackfillConfig",
     "ConfigError",
@@ -51,6 +53,10 @@ CONTEXT_KEY = "imgcdn"
 
 STANDARD_PREFIX = "img"
 """imgcore's standard content class: the first path segment of every long-lived key."""
+TAKEDOWN_PREFIX = "ugc"
+"""imgcore's takedown-eligible content class (`ContentClass.TAKEDOWN`). Not a setting: imgcore's
+key layout, the generated Function and the Lambdas all fix it, so synth checks that the built
+assets' layout agrees (`imgcdn_infra.stack`) rather than letting a deployment choose another."""
 
 # The Origin Shield Region AWS recommends for an origin in each Region ("Choosing the AWS Region
 # for Origin Shield", CloudFront Developer Guide). Used only when origin_shield_region is unset.
@@ -80,7 +86,6 @@ ORIGIN_SHIELD_FOR_REGION: Mapping[str, str] = {
 
 _REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
 _TENANT = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
-_SEGMENT = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
 _HOST = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 _ORIGIN = re.compile(r"^https?://(?:[a-z0-9-]+\.)*[a-z0-9-]+(?::\d{1,5})?$")
 _CERTIFICATE_ARN = re.compile(r"^arn:aws:acm:(?P<region>[a-z0-9-]+):\d{12}:certificate/[0-9a-f-]+$")
@@ -557,8 +562,6 @@ class InfraConfig(BaseModel):
     """Target Region; None: the CLI's (`CDK_DEFAULT_REGION`), or environment-agnostic."""
     tenants: tuple[TenantConfig, ...] = Field(min_length=1)
     """Tenants whose prefixes the Lambdas may touch (IAM is scoped per tenant, R17)."""
-    takedown_prefix: Annotated[str, StringConstraints(pattern=_SEGMENT)] = "ugc"
-    """First path segment of takedown-eligible content (imgcore's `ContentClass.TAKEDOWN`)."""
     cors_origins: tuple[str, ...] = ("*",)
     """`Access-Control-Allow-Origin` values: `*` or `https://host[:port]`; empty: no CORS."""
     architecture: Literal["arm64", "x86_64"] = "arm64"
@@ -599,14 +602,6 @@ class InfraConfig(BaseModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             msg = f"tenant names must be unique; repeated: {duplicates}"
-            raise ValueError(msg)
-        return value
-
-    @field_validator("takedown_prefix")
-    @classmethod
-    def _distinct_prefix(cls, value: str) -> str:
-        if value == STANDARD_PREFIX:
-            msg = f"must differ from the standard prefix {STANDARD_PREFIX!r}"
             raise ValueError(msg)
         return value
 
@@ -731,7 +726,7 @@ class InfraConfig(BaseModel):
     @property
     def prefixes(self) -> tuple[str, str]:
         """The two content-class prefixes: standard and takedown-eligible."""
-        return (STANDARD_PREFIX, self.takedown_prefix)
+        return (STANDARD_PREFIX, TAKEDOWN_PREFIX)
 
     @property
     def tenant_prefixes(self) -> tuple[str, ...]:

@@ -14,19 +14,11 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
-from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from imgcdn_infra.assets import FUNCTIONS, BuiltAssets
-from imgcdn_infra.config import STANDARD_PREFIX, InfraConfig
-from imgcdn_infra.permissions import fallback_statements, lambda_role
-from imgcdn_infra.pipeline import (
-    LAMBDA_RUNTIME,
-    function_log_group,
-    lambda_architecture,
-    lambda_code,
-    lambda_environment,
-)
+from imgcdn_infra.assets import BuiltAssets
+from imgcdn_infra.config import STANDARD_PREFIX, TAKEDOWN_PREFIX, InfraConfig
+from imgcdn_infra.fallback import fallback_function
 from imgcdn_infra.storage import Storage
 
 __all__ = [
@@ -74,41 +66,28 @@ class Delivery(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
-        self.log_group = function_log_group(self, "FallbackLogs", config)
-        self.s3_statements = fallback_statements(
-            storage.originals, storage.derivatives, config.tenant_prefixes
-        )
-        role = lambda_role(
+        built = fallback_function(self, config=config, storage=storage, assets=assets)
+        self.log_group = built.log_group
+        self.s3_statements = built.s3_statements
+        self.fallback = built.function
+        self.fallback_url = built.url
+        self.origin = self._origin(storage, origin_shield_region)
+        self._cache_policies(assets)
+        self.viewer_request = cloudfront.Function(
             self,
-            "FallbackRole",
-            log_group=self.log_group,
-            statements=self.s3_statements,
-            description="imgcdn fallback: read originals and manifests, write derivatives",
+            "ViewerRequest",
+            code=cloudfront.FunctionCode.from_file(file_path=str(assets.viewer_request_js)),
+            runtime=cloudfront.FunctionRuntime.JS_2_0,
+            comment="imgcdn: canonical query, fmt=auto, URI -> derivative key (R1-R5)",
         )
-        spec = next(f for f in FUNCTIONS if f.name == "edge")
-        settings = config.fallback
-        self.fallback = lambda_.Function(
-            self,
-            "Fallback",
-            description="imgcdn fallback: renders a derivative on a cache and S3 miss",
-            runtime=LAMBDA_RUNTIME,
-            architecture=lambda_architecture(config),
-            handler=spec.handler,
-            code=lambda_code(assets, spec.name),
-            memory_size=settings.memory_mb,
-            timeout=Duration.seconds(settings.timeout_seconds),
-            reserved_concurrent_executions=settings.reserved_concurrency,
-            environment=lambda_environment(storage, assets),
-            role=role,
-            log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-        )
-        # IAM auth: only CloudFront, signing with OAC, can invoke the URL.
-        self.fallback_url = self.fallback.add_function_url(
-            auth_type=lambda_.FunctionUrlAuthType.AWS_IAM,
-            invoke_mode=lambda_.InvokeMode.BUFFERED,
-        )
+        self.headers = self._response_headers()
+        self.public_keys: dict[str, dict[str, cloudfront.PublicKey]] = {}
+        self.key_groups = self._key_groups()
+        self._key_id_outputs()
+        self.distribution = self._distribution(storage, web_acl_arn)
 
+    def _origin(self, storage: Storage, origin_shield_region: str) -> origins.OriginGroup:
+        """The derivatives bucket first, the fallback's URL on a miss (R14)."""
         primary = origins.S3BucketOrigin.with_origin_access_control(
             storage.derivatives,
             origin_access_levels=[cloudfront.AccessLevel.READ],
@@ -120,14 +99,16 @@ class Delivery(Construct):
             origin_shield_region=origin_shield_region,
             origin_shield_enabled=True,
             # CloudFront waits for a render as long as the function may run.
-            read_timeout=Duration.seconds(settings.timeout_seconds),
+            read_timeout=Duration.seconds(self._config.fallback.timeout_seconds),
         )
-        self.origin = origins.OriginGroup(
+        return origins.OriginGroup(
             primary_origin=primary,
             fallback_origin=fallback,
             fallback_status_codes=list(FAILOVER_STATUS_CODES),
         )
 
+    def _cache_policies(self, assets: BuiltAssets) -> None:
+        """The standard and the takedown class's cache policies, from the policy's TTLs."""
         ttl = assets.policy["ttl"]
         if not isinstance(ttl, Mapping):  # pragma: no cover - the policy's schema guarantees it
             msg = "policy.json has no ttl object"
@@ -151,20 +132,11 @@ class Delivery(Construct):
             default_ttl=int(ttl["takedown"]),
             max_ttl=int(ttl["takedown"]) + int(ttl.get("takedown_stale_if_error", 0)),
         )
-        self.viewer_request = cloudfront.Function(
-            self,
-            "ViewerRequest",
-            code=cloudfront.FunctionCode.from_file(file_path=str(assets.viewer_request_js)),
-            runtime=cloudfront.FunctionRuntime.JS_2_0,
-            comment="imgcdn: canonical query, fmt=auto, URI -> derivative key (R1-R5)",
-        )
-        self.headers = self._response_headers()
-        self.public_keys: dict[str, dict[str, cloudfront.PublicKey]] = {}
-        self.key_groups = self._key_groups()
-        self._key_id_outputs()
 
+    def _behaviors(self) -> dict[str, cloudfront.BehaviorOptions]:
+        """The additional behaviours: per signed tenant and class, and the takedown class."""
         behaviors: dict[str, cloudfront.BehaviorOptions] = {}
-        for tenant in config.tenants:
+        for tenant in self._config.tenants:
             key_group = self.key_groups.get(tenant.name)
             if key_group is None:
                 continue
@@ -173,18 +145,21 @@ class Delivery(Construct):
             behaviors[f"/{STANDARD_PREFIX}/{tenant.name}/*"] = self._behavior(
                 self.standard_cache, [key_group]
             )
-            behaviors[f"/{config.takedown_prefix}/{tenant.name}/*"] = self._behavior(
+            behaviors[f"/{TAKEDOWN_PREFIX}/{tenant.name}/*"] = self._behavior(
                 self.takedown_cache, [key_group]
             )
-        behaviors[f"/{config.takedown_prefix}/*"] = self._behavior(self.takedown_cache, [])
+        behaviors[f"/{TAKEDOWN_PREFIX}/*"] = self._behavior(self.takedown_cache, [])
+        return behaviors
 
+    def _distribution(self, storage: Storage, web_acl_arn: str | None) -> cloudfront.Distribution:
+        config = self._config
         domain = config.domain
-        self.distribution = cloudfront.Distribution(
+        return cloudfront.Distribution(
             self,
             "Distribution",
             comment=f"imgcdn {config.stack_name}",
             default_behavior=self._behavior(self.standard_cache, []),
-            additional_behaviors=behaviors,
+            additional_behaviors=self._behaviors(),
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             enable_ipv6=True,
             price_class=_PRICE_CLASS[config.price_class],

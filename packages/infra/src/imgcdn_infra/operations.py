@@ -1,4 +1,4 @@
-"""Running it: alarms, a dashboard, and the backfill state machine over a catalogue prefix."""
+"""Running it: the alarm topic, the alarms that page someone, and the dashboard."""
 
 from __future__ import annotations
 
@@ -9,21 +9,16 @@ from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from imgcdn_infra.config import InfraConfig
-from imgcdn_infra.pipeline import function_log_group
 
-__all__ = ["BACKFILL_SOURCE", "Backfill", "Operations"]
+__all__ = ["CLOUDFRONT_METRICS_REGION", "METRICS_NAMESPACE", "Operations"]
 
-BACKFILL_SOURCE = "imgcdn.backfill"
-"""The `source` of the event the precompute handler accepts from the backfill."""
 CLOUDFRONT_METRICS_REGION = "us-east-1"
 """CloudFront publishes its metrics in us-east-1, whatever the distribution's stack Region."""
 FIVE_MINUTES = Duration.minutes(5)
@@ -46,94 +41,6 @@ def _worker_metric(name: str, label: str) -> cloudwatch.IMetric:
         label=label,
         period=FIVE_MINUTES,
     )
-
-
-class Backfill(Construct):
-    """A Distributed Map: list a prefix of originals, hand batches to the precompute worker.
-
-    Start an execution with `{"prefix": "img/<tenant>/"}`. Each child workflow receives
-    `{"Items": [{"Key": ...}], "BatchInput": {...}}` and invokes the worker with the event it
-    understands: `{"source": "imgcdn.backfill", "bucket": ..., "items": [{"Key": raw key}]}`.
-    A batch whose answer lists `batchItemFailures` fails its child workflow, which counts
-    against `tolerated_failure_percent`.
-    """
-
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        config: InfraConfig,
-        originals: s3.IBucket,
-        worker: lambda_.IFunction,
-        worker_timeout: Duration,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        settings = config.backfill
-        render = tasks.LambdaInvoke(
-            self,
-            "Render batch",
-            lambda_function=worker,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "source": sfn.JsonPath.string_at("$.BatchInput.source"),
-                    "bucket": sfn.JsonPath.string_at("$.BatchInput.bucket"),
-                    "items": sfn.JsonPath.list_at("$.Items"),
-                }
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            task_timeout=sfn.Timeout.duration(worker_timeout.plus(Duration.seconds(30))),
-        )
-        # Reserved concurrency makes throttles expected during a backfill: wait, don't fail.
-        render.add_retry(
-            errors=["Lambda.TooManyRequestsException"],
-            interval=Duration.seconds(5),
-            backoff_rate=2,
-            max_attempts=8,
-            max_delay=Duration.minutes(5),
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        verdict = (
-            sfn.Choice(self, "Any failed items?")
-            .when(
-                sfn.Condition.is_present("$.batchItemFailures[0]"),
-                sfn.Fail(
-                    self,
-                    "Items failed",
-                    error="imgcdn.BackfillItemsFailed",
-                    cause="the worker reported batchItemFailures for this batch",
-                ),
-            )
-            .otherwise(sfn.Succeed(self, "Batch rendered"))
-        )
-        each_batch = sfn.DistributedMap(
-            self,
-            "Each batch of originals",
-            item_reader=sfn.S3ObjectsItemReader(
-                bucket=originals, prefix=sfn.JsonPath.string_at("$.prefix")
-            ),
-            item_selector={"Key": sfn.JsonPath.string_at("$$.Map.Item.Value.Key")},
-            item_batcher=sfn.ItemBatcher(
-                max_items_per_batch=settings.items_per_batch,
-                batch_input={"source": BACKFILL_SOURCE, "bucket": originals.bucket_name},
-            ),
-            # With a reservation, the queue's event source keeps its share and the backfill gets
-            # the rest: uploads are never throttled by a backfill (config.backfill_concurrency).
-            max_concurrency=config.backfill_concurrency,
-            tolerated_failure_percentage=settings.tolerated_failure_percent,
-            map_execution_type=sfn.StateMachineType.STANDARD,
-        )
-        each_batch.item_processor(render.next(verdict))
-        self.log_group = function_log_group(self, "Logs", config)
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            comment="imgcdn backfill: render the standard variants of the originals under a prefix",
-            definition_body=sfn.DefinitionBody.from_chainable(each_batch),
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL),
-            tracing_enabled=True,
-        )
 
 
 class Operations(Construct):

@@ -1,4 +1,10 @@
-"""Upload to derivatives: S3 events -> SQS (with a DLQ) -> the precompute worker (R18)."""
+"""Upload to derivatives: S3 events -> SQS (with a DLQ) -> the precompute worker (R18), and the
+backfill state machine that feeds the same worker a catalogue prefix.
+
+`service_function` is the one definition of the Lambdas that serve images (the precompute
+worker here, the fallback in `imgcdn_infra.fallback`): same runtime, architecture, environment,
+JSON logs in their own log group.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +12,35 @@ import json
 from typing import Any
 
 from aws_cdk import AssetHashType, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from imgcdn_infra.assets import FUNCTIONS, BuiltAssets
-from imgcdn_infra.config import InfraConfig
+from imgcdn_infra.config import FallbackConfig, InfraConfig, PrecomputeConfig
 from imgcdn_infra.permissions import lambda_role, precompute_statements, queue_consumer_statements
 from imgcdn_infra.storage import Storage
 
 __all__ = [
+    "BACKFILL_SOURCE",
     "LAMBDA_RUNTIME",
+    "Backfill",
     "Pipeline",
     "lambda_architecture",
     "lambda_code",
     "lambda_environment",
     "log_retention",
+    "service_function",
 ]
 
+BACKFILL_SOURCE = "imgcdn.backfill"
+"""The `source` of the event the precompute handler accepts from the backfill."""
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12
 """Must match `assets.PYTHON_VERSION`: the wheels in the assets are chosen for it."""
 DLQ_RETENTION = Duration.days(14)
@@ -105,6 +119,40 @@ def lambda_environment(storage: Storage, assets: BuiltAssets) -> dict[str, str]:
     }
 
 
+def service_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    description: str,
+    config: InfraConfig,
+    settings: PrecomputeConfig | FallbackConfig,
+    storage: Storage,
+    assets: BuiltAssets,
+    role: iam.IRole,
+    log_group: logs.ILogGroup,
+) -> lambda_.Function:
+    """One of the Lambdas that serve images, built from its asset `name` (`assets.FUNCTIONS`),
+    sized by its `settings`, configured from the same environment as the other."""
+    spec = next(f for f in FUNCTIONS if f.name == name)
+    return lambda_.Function(
+        scope,
+        construct_id,
+        description=description,
+        runtime=LAMBDA_RUNTIME,
+        architecture=lambda_architecture(config),
+        handler=spec.handler,
+        code=lambda_code(assets, spec.name),
+        memory_size=settings.memory_mb,
+        timeout=Duration.seconds(settings.timeout_seconds),
+        reserved_concurrent_executions=settings.reserved_concurrency,
+        environment=lambda_environment(storage, assets),
+        role=role,
+        log_group=log_group,
+        logging_format=lambda_.LoggingFormat.JSON,
+    )
+
+
 class Pipeline(Construct):
     """The queue, its DLQ, the worker and the notifications that feed it."""
 
@@ -158,22 +206,17 @@ class Pipeline(Construct):
             statements=[*self.s3_statements, *queue_consumer_statements(self.queue)],
             description="imgcdn precompute: read originals, own derivatives (tenant prefixes)",
         )
-        spec = next(f for f in FUNCTIONS if f.name == "precompute")
-        self.function = lambda_.Function(
+        self.function = service_function(
             self,
             "Worker",
+            name="precompute",
             description="imgcdn precompute: renders the standard variants of each upload",
-            runtime=LAMBDA_RUNTIME,
-            architecture=lambda_architecture(config),
-            handler=spec.handler,
-            code=lambda_code(assets, spec.name),
-            memory_size=settings.memory_mb,
-            timeout=Duration.seconds(settings.timeout_seconds),
-            reserved_concurrent_executions=settings.reserved_concurrency,
-            environment=lambda_environment(storage, assets),
+            config=config,
+            settings=settings,
+            storage=storage,
+            assets=assets,
             role=role,
             log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
         )
         # A mapping rather than SqsEventSource: that one adds grant_consume_messages' policy
         # to the role, and the role's statements are all written out in permissions.py.
@@ -196,3 +239,91 @@ def lambda_architecture(config: InfraConfig) -> lambda_.Architecture:
         if config.architecture == "arm64"
         else lambda_.Architecture.X86_64
     )
+
+
+class Backfill(Construct):
+    """A Distributed Map: list a prefix of originals, hand batches to the precompute worker.
+
+    Start an execution with `{"prefix": "img/<tenant>/"}`. Each child workflow receives
+    `{"Items": [{"Key": ...}], "BatchInput": {...}}` and invokes the worker with the event it
+    understands: `{"source": "imgcdn.backfill", "bucket": ..., "items": [{"Key": raw key}]}`.
+    A batch whose answer lists `batchItemFailures` fails its child workflow, which counts
+    against `tolerated_failure_percent`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        originals: s3.IBucket,
+        worker: lambda_.IFunction,
+        worker_timeout: Duration,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        settings = config.backfill
+        render = tasks.LambdaInvoke(
+            self,
+            "Render batch",
+            lambda_function=worker,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "source": sfn.JsonPath.string_at("$.BatchInput.source"),
+                    "bucket": sfn.JsonPath.string_at("$.BatchInput.bucket"),
+                    "items": sfn.JsonPath.list_at("$.Items"),
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+            task_timeout=sfn.Timeout.duration(worker_timeout.plus(Duration.seconds(30))),
+        )
+        # Reserved concurrency makes throttles expected during a backfill: wait, don't fail.
+        render.add_retry(
+            errors=["Lambda.TooManyRequestsException"],
+            interval=Duration.seconds(5),
+            backoff_rate=2,
+            max_attempts=8,
+            max_delay=Duration.minutes(5),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        verdict = (
+            sfn.Choice(self, "Any failed items?")
+            .when(
+                sfn.Condition.is_present("$.batchItemFailures[0]"),
+                sfn.Fail(
+                    self,
+                    "Items failed",
+                    error="imgcdn.BackfillItemsFailed",
+                    cause="the worker reported batchItemFailures for this batch",
+                ),
+            )
+            .otherwise(sfn.Succeed(self, "Batch rendered"))
+        )
+        each_batch = sfn.DistributedMap(
+            self,
+            "Each batch of originals",
+            item_reader=sfn.S3ObjectsItemReader(
+                bucket=originals, prefix=sfn.JsonPath.string_at("$.prefix")
+            ),
+            item_selector={"Key": sfn.JsonPath.string_at("$$.Map.Item.Value.Key")},
+            item_batcher=sfn.ItemBatcher(
+                max_items_per_batch=settings.items_per_batch,
+                batch_input={"source": BACKFILL_SOURCE, "bucket": originals.bucket_name},
+            ),
+            # With a reservation, the queue's event source keeps its share and the backfill gets
+            # the rest: uploads are never throttled by a backfill (config.backfill_concurrency).
+            max_concurrency=config.backfill_concurrency,
+            tolerated_failure_percentage=settings.tolerated_failure_percent,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+        )
+        each_batch.item_processor(render.next(verdict))
+        self.log_group = function_log_group(self, "Logs", config)
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            comment="imgcdn backfill: render the standard variants of the originals under a prefix",
+            definition_body=sfn.DefinitionBody.from_chainable(each_batch),
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL),
+            tracing_enabled=True,
+        )

@@ -12,7 +12,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from imgcdn_infra.config import STANDARD_PREFIX, InfraConfig, TenantConfig
+from imgcdn_infra.config import STANDARD_PREFIX, TAKEDOWN_PREFIX, InfraConfig, TenantConfig
 
 __all__ = ["ImageWebAcl", "WebAclStack"]
 
@@ -58,11 +58,11 @@ def _referer_from(host: str) -> dict[str, Any]:
     }
 
 
-def _hotlink_rule(tenant: TenantConfig, takedown_prefix: str, priority: int) -> dict[str, Any]:
+def _hotlink_rule(tenant: TenantConfig, priority: int) -> dict[str, Any]:
     """Block a tenant's images when the Referer names a site the tenant did not allow."""
     conditions = [
         _any(
-            [_path_starts_with(f"/{p}/{tenant.name}/") for p in (STANDARD_PREFIX, takedown_prefix)]
+            [_path_starts_with(f"/{p}/{tenant.name}/") for p in (STANDARD_PREFIX, TAKEDOWN_PREFIX)]
         ),
         {"notStatement": {"statement": _any([_referer_from(h) for h in tenant.referers])}},
     ]
@@ -123,7 +123,7 @@ class ImageWebAcl(Construct):
                 }
             )
         rules += [
-            _hotlink_rule(tenant, config.takedown_prefix, 10 + index)
+            _hotlink_rule(tenant, 10 + index)
             for index, tenant in enumerate(t for t in config.tenants if t.referers)
         ]
         self.acl = wafv2.CfnWebACL(

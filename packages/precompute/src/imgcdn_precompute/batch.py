@@ -16,7 +16,7 @@ The rule for a message (an SQS message, or a whole bare S3 event):
 - reported failed without being processed when the invocation is about to run out of time,
   so SQS redelivers it promptly instead of the whole batch timing out; and reported failed
   part-way when, before one of its writes, less is left than a storage write may take (an S3
-  call can take ~36 s with the client's retries): what it wrote is not under a manifest yet,
+  call can take ~55 s with the client's retries): what it wrote is not under a manifest yet,
   so nothing is half-visible, and the retry keeps what is there.
 """
 
@@ -29,19 +29,26 @@ from dataclasses import dataclass
 import structlog
 
 from imgcdn_aws.emf import Metrics, Unit
+from imgcdn_aws.s3 import WORKER_CALL_BUDGET_MS
 from imgcdn_precompute.events import EventKind, Invocation, Message, ObjectEvent
-from imgcdn_precompute.service import Action, Deadline, DeadlineNear, Outcome, PrecomputeService
+from imgcdn_precompute.outcome import Action, DeadlineNear, Outcome, WriteGuard
+from imgcdn_precompute.service import PrecomputeService
 
 __all__ = ["BatchProcessor", "BatchResult", "MessageResult"]
 
-DEFAULT_WRITE_GUARD_MS = 40_000
-"""Stop before a storage write when less than this is left: one S3 call can take 36 s at worst
-(3 attempts of a 2 s connect and a 10 s read timeout, `imgcdn_aws.s3`), and a Lambda killed
-mid-batch gets the whole batch retried."""
-DEFAULT_DEADLINE_GUARD_MS = 60_000
-"""Stop starting messages when less than this is left: a message needs its render (a 12 MP
-original's standard set takes 3-7 s on one vCPU, measured in docs/precompute.md) and then room
-for its writes (`DEFAULT_WRITE_GUARD_MS`)."""
+WRITE_GUARD_SLACK_MS = 5_000
+"""What the write guard keeps beyond one S3 call's worst case: the write's own CPU work (encoding
+is done before, but serialising and hashing are not free) and the Lambda's shutdown."""
+DEFAULT_WRITE_GUARD_MS = WORKER_CALL_BUDGET_MS + WRITE_GUARD_SLACK_MS
+"""Stop before a storage write when less than this is left: one S3 call can stall for
+`imgcdn_aws.s3.WORKER_CALL_BUDGET_MS` at worst (the client's own timeouts and retries), and a
+Lambda killed mid-batch gets the whole batch retried."""
+RENDER_ALLOWANCE_MS = 20_000
+"""A message's render before its first write: a 12 MP original's standard set takes 3-7 s on one
+vCPU (measured in docs/precompute.md); the rest is room for a slower original."""
+DEFAULT_DEADLINE_GUARD_MS = DEFAULT_WRITE_GUARD_MS + RENDER_ALLOWANCE_MS
+"""Stop starting messages when less than this is left: a message needs its render
+(`RENDER_ALLOWANCE_MS`) and then room for its writes (`DEFAULT_WRITE_GUARD_MS`)."""
 
 log = structlog.get_logger("imgcdn.precompute")
 
@@ -117,7 +124,7 @@ class BatchProcessor:
             results.append(self.process_message(message, self._deadline(remaining_ms)))
         return BatchResult(tuple(results))
 
-    def _deadline(self, remaining_ms: Callable[[], int] | None) -> Deadline | None:
+    def _deadline(self, remaining_ms: Callable[[], int] | None) -> WriteGuard | None:
         if remaining_ms is None:
             return None
         guard = self.write_guard_ms
@@ -133,7 +140,9 @@ class BatchProcessor:
 
         return check
 
-    def process_message(self, message: Message, deadline: Deadline | None = None) -> MessageResult:
+    def process_message(
+        self, message: Message, deadline: WriteGuard | None = None
+    ) -> MessageResult:
         """Process one message; never raises (see the module docstring).
 
         Args:
@@ -164,7 +173,7 @@ class BatchProcessor:
             failure = "; ".join(failures) if failures else None
             return MessageResult(message.message_id, tuple(outcomes), failure)
 
-    def process_event(self, event: ObjectEvent, deadline: Deadline | None = None) -> Outcome:
+    def process_event(self, event: ObjectEvent, deadline: WriteGuard | None = None) -> Outcome:
         """Handle one object event.
 
         Raises:

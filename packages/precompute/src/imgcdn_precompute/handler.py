@@ -23,10 +23,10 @@ import structlog
 
 from imgcdn_aws.config import Settings
 from imgcdn_aws.logs import configure_logging
+from imgcdn_aws.s3 import S3Store
 from imgcdn_precompute.batch import BatchProcessor
 from imgcdn_precompute.events import parse_invocation
 from imgcdn_precompute.service import PrecomputeService
-from imgcdn_precompute.stores import StreamingS3Store
 
 __all__ = ["BatchFailed", "handler", "processor"]
 
@@ -43,8 +43,8 @@ def processor() -> BatchProcessor:
     settings = Settings.from_env()
     configure_logging(json=True)
     service = PrecomputeService(
-        StreamingS3Store(settings.originals_bucket, endpoint_url=settings.s3_endpoint),
-        StreamingS3Store(settings.derivatives_bucket, endpoint_url=settings.s3_endpoint),
+        S3Store(settings.originals_bucket, endpoint_url=settings.s3_endpoint),
+        S3Store(settings.derivatives_bucket, endpoint_url=settings.s3_endpoint),
         policy=settings.policy,
     )
     return BatchProcessor(service, originals_bucket=settings.originals_bucket)

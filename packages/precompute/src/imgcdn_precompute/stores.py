@@ -2,7 +2,7 @@
 
 `open_store(spec)` understands:
 
-- `s3://bucket`: an `S3Store` that can also stream (to hash an oversize original);
+- `s3://bucket`: an `S3Store` (which also streams, to hash an oversize original);
 - a directory laid out as imgcore's `LocalStore` (it has `objects/` and `meta/`): that store,
   e.g. the persistent store of the local stack;
 - any other directory: a read-only `FileTreeStore` whose keys are the files' relative paths,
@@ -15,50 +15,14 @@ import builtins
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from imgcdn_aws.s3 import S3Store
 from imgcore.errors import InputTooLarge
 from imgcore.storage import LocalStore, NotFound, ObjectInfo, ObjectStore, StoredObject
 
-__all__ = ["FileTreeStore", "StreamingS3Store", "open_store"]
+__all__ = ["FileTreeStore", "open_store"]
 
 _CHUNK = 1 << 20
-
-
-class StreamingS3Store(S3Store):
-    """An `S3Store` that can also hand over an object in chunks (`SupportsStream`)."""
-
-    def stream(
-        self, key: str, *, version_id: str | None = None
-    ) -> tuple[ObjectInfo, Iterator[bytes]]:
-        """The object's info and an iterator over its bytes.
-
-        Raises:
-            NotFound: No such object or version.
-            StorageFault: S3 failed (also while iterating).
-        """
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if version_id is not None:
-            kwargs["VersionId"] = version_id
-        try:
-            response = self.client.get_object(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fault(key, exc) from exc
-        info = self._info(key, int(response["ContentLength"]), response)
-        body = response["Body"]
-
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from body.iter_chunks(_CHUNK)
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fault(key, exc) from exc
-            finally:
-                body.close()
-
-        return info, chunks()
 
 
 class FileTreeStore:
@@ -100,7 +64,7 @@ class FileTreeStore:
     def stream(
         self, key: str, *, version_id: str | None = None
     ) -> tuple[ObjectInfo, Iterator[bytes]]:
-        """The file's info and its bytes in chunks (`SupportsStream`)."""
+        """The file's info and its bytes in chunks (`imgcore.storage.SupportsStream`)."""
         if version_id is not None:
             raise NotFound(f"no object {key!r} version {version_id} (a folder has no versions)")
         path = self._path(key)
@@ -192,7 +156,7 @@ def open_store(spec: str, *, endpoint_url: str | None = None, create: bool = Fal
         if rest or not bucket:
             msg = f"{spec!r}: name a whole bucket, s3://BUCKET (keys follow the layout in it)"
             raise ValueError(msg)
-        return StreamingS3Store(bucket, endpoint_url=endpoint_url)
+        return S3Store(bucket, endpoint_url=endpoint_url)
     path = Path(spec).expanduser()
     if _is_local_store(path) or (create and (not path.exists() or not any(path.iterdir()))):
         return LocalStore(path)

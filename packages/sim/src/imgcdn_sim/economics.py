@@ -807,7 +807,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m imgcdn_local.simulate`: the same command without the `imgcdn` host."""
+    """`python -m imgcdn_sim.economics`: the same command without the `imgcdn` host."""
     parser = argparse.ArgumentParser(prog="imgcdn")
     configure(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["simulate", *(sys.argv[1:] if argv is None else argv)])
