@@ -227,7 +227,12 @@ class Stack:
     # -- delivery -----------------------------------------------------------------------------
 
     async def fetch(
-        self, path: str, query: str, accept: str | None, origin: str | None = None
+        self,
+        path: str,
+        query: str,
+        accept: str | None,
+        origin: str | None = None,
+        viewer_ip: str | None = None,
     ) -> FetchResult:
         """Answer one viewer request for an image.
 
@@ -237,12 +242,13 @@ class Stack:
             accept: The `Accept` header.
             origin: The scheme and host the viewer asked (a signed URL covers them); default:
                 the stack's base URL.
+            viewer_ip: The viewer's address (a signed policy may limit it).
         """
         started = time.perf_counter()
         url = f"{self.base_url if origin is None else origin}{path}{'?' + query if query else ''}"
         try:
             # A trusted key group is checked before the Function and the cache (R17).
-            self.key_groups.check(url, path)
+            self.key_groups.check(url, path, viewer_ip=viewer_ip)
         except SignatureRejected as exc:
             return self._count(self._signature_error(exc))
         try:
