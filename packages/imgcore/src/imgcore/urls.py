@@ -2,31 +2,103 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from imgcore.errors import InvalidRequest
 from imgcore.keys import ContentClass, ImageRef, validate_version
-from imgcore.params import _requested_format, snap_height, snap_quality, snap_width
+from imgcore.params import (
+    _breakpoints_text,
+    _quality_text,
+    _requested_format,
+    snap_height,
+    snap_quality,
+    snap_width,
+)
 from imgcore.policy import AUTO, DEFAULT_POLICY, OutputFormat, Policy
 
-__all__ = ["SrcsetEntry", "build_url", "srcset", "srcset_entries"]
+__all__ = ["PARAM_CHECKS", "SrcsetEntry", "build_url", "srcset", "srcset_entries"]
 
 
-def _canonical_query(
-    w: int | None, h: int | None, fmt: str | None, q: int | None, policy: Policy
-) -> str:
+# --- per-parameter checks: what a caller may pass, turned into what the edge would keep ------
+#
+# One function per query parameter, keyed by its name in `imgcore.params.PARAM_NAMES` (a test
+# holds the two to the same names): it takes the caller's value, raises `InvalidRequest` (with
+# the parameter as `field`) for anything the canonicalizer would not accept, and returns the
+# canonical value. A new parameter is a new entry here and a line in `_canonical_query`.
+
+
+def _whole_number(name: str, value: object, allowed: str) -> int:
+    # bool is an int; a float (even 320.0, NaN or inf) is not a number of pixels the edge takes.
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an int (got {value!r} of type {type(value).__name__}); {allowed}"
+        raise InvalidRequest(msg, field=name)
+    return value
+
+
+def _check_width(value: object, policy: Policy) -> int:
+    allowed = _breakpoints_text("w", policy.widths)
+    return snap_width(_whole_number("w", value, allowed), policy)
+
+
+def _check_height(value: object, policy: Policy) -> int:
+    allowed = _breakpoints_text("h", policy.heights)
+    return snap_height(_whole_number("h", value, allowed), policy)
+
+
+def _check_format(value: object, policy: Policy) -> OutputFormat | str:
+    if not isinstance(value, str):
+        names = ", ".join([*(f.value for f in policy.output_formats), AUTO])
+        msg = f"fmt must be a str (got {value!r} of type {type(value).__name__}); allowed: {names}"
+        raise InvalidRequest(msg, field="fmt")
+    return _requested_format(value, policy)
+
+
+def _check_quality(value: object, policy: Policy) -> int:
+    return snap_quality(_whole_number("q", value, _quality_text(policy)), policy)
+
+
+PARAM_CHECKS: Final[Mapping[str, Callable[[object, Policy], object]]] = {
+    "w": _check_width,
+    "h": _check_height,
+    "fmt": _check_format,
+    "q": _check_quality,
+}
+"""The builder's check of each query parameter, by name (see above)."""
+
+
+def _check_text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        msg = f"{name} must be a str (got {value!r} of type {type(value).__name__})"
+        raise InvalidRequest(msg, field="path")
+    return value
+
+
+def _content_class(value: object) -> ContentClass:
+    if isinstance(value, ContentClass):
+        return value
+    classes = {c.value: c for c in ContentClass}
+    if isinstance(value, str) and value in classes:
+        return classes[value]
+    msg = f"content_class {value!r} is not a content class; allowed: {', '.join(classes)}"
+    raise InvalidRequest(msg, field="path")
+
+
+def _canonical_query(w: object, h: object, fmt: object, q: object, policy: Policy) -> str:
     pairs: list[tuple[str, str]] = []
     if w is not None:
-        pairs.append(("w", str(snap_width(w, policy))))
+        pairs.append(("w", str(PARAM_CHECKS["w"](w, policy))))
     if h is not None:
-        pairs.append(("h", str(snap_height(h, policy))))
-    requested = _requested_format(fmt, policy) if fmt is not None else policy.default_format
+        pairs.append(("h", str(PARAM_CHECKS["h"](h, policy))))
+    requested = PARAM_CHECKS["fmt"](fmt, policy) if fmt is not None else policy.default_format
     if requested != policy.default_format:
         pairs.append(("fmt", str(requested)))
-    lossless = requested != AUTO and not OutputFormat(requested).lossy
-    if q is not None and not lossless:
-        pairs.append(("q", str(snap_quality(q, policy))))
+    lossless = requested != AUTO and not OutputFormat(str(requested)).lossy
+    if q is not None:
+        snapped = PARAM_CHECKS["q"](q, policy)  # checked even where PNG then drops it
+        if not lossless:
+            pairs.append(("q", str(snapped)))
     return "&".join(f"{name}={value}" for name, value in pairs)
 
 
@@ -66,9 +138,13 @@ def build_url(
         `{base_url}/{class}/{tenant}/{id}/{version}[?{canonical query}]`.
 
     Raises:
-        InvalidRequest: A value is outside the policy (InvalidKey for a bad id or version).
+        InvalidRequest: A value is outside the policy or of the wrong type (a float or bool
+            width, an unknown content class), with `field` naming it; InvalidKey for a bad
+            tenant, id or version.
     """
-    ref = ImageRef(tenant, image_id, ContentClass(content_class))
+    for name, text in (("tenant", tenant), ("image_id", image_id), ("version", version)):
+        _check_text(name, text)
+    ref = ImageRef(tenant, image_id, _content_class(content_class))
     path = ref.public_path(validate_version(version))
     query = _canonical_query(w, h, fmt, q, policy)
     return f"{base_url.rstrip('/')}{path}{'?' + query if query else ''}"
@@ -121,9 +197,11 @@ def srcset_entries(
     Raises:
         InvalidRequest: A value is outside the policy.
     """
-    chosen = sorted({snap_width(w, policy) for w in (widths or policy.standard.widths)})
-    if source_width is not None and source_width < 1:
-        msg = f"source_width must be at least 1 (got {source_width})"
+    chosen = sorted({_check_width(w, policy) for w in (widths or policy.standard.widths)})
+    if source_width is not None and (
+        isinstance(source_width, bool) or not isinstance(source_width, int) or source_width < 1
+    ):
+        msg = f"source_width must be an int of at least 1 (got {source_width!r})"
         raise InvalidRequest(msg)
     entries: list[SrcsetEntry] = []
     for w in chosen:
