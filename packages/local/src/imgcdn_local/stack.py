@@ -372,9 +372,13 @@ class Stack:
         # put can never leave an original that nothing will render. Until the put is done it
         # names no S3 version, so a replay reads whatever the key holds then.
         write_atomic(marker, s3_notification(self.originals_bucket, key, **extra).encode())
-        with self._key_lock(key):
-            self.originals.put(key, data, metadata={CONTENT_VERSION_METADATA: version})
-            version_id = self._version_id_of(key, version)
+        try:
+            with self._key_lock(key):
+                self.originals.put(key, data, metadata={CONTENT_VERSION_METADATA: version})
+                version_id = self._version_id_of(key, version)
+        except BaseException:
+            self._drop_marker_unless_stored(marker, key, version)
+            raise
         if version_id is not None:
             extra["versionId"] = version_id
         body = s3_notification(self.originals_bucket, key, **extra)
@@ -432,6 +436,21 @@ class Stack:
                 return found
         log.warning("upload_version_not_found", key=key, version=version)
         return None
+
+    def _drop_marker_unless_stored(self, marker: Path, key: str, version: str) -> None:
+        """After a failed put: the marker goes unless these bytes are stored all the same.
+
+        A put is atomic, so the key holds these bytes (a failure after the write: keep the
+        marker, the next start renders them) or not (nothing to render: a marker left behind
+        would only be replayed against whatever the key holds then). When the store cannot
+        even say which, the marker stays: a replay renders nothing twice (R18).
+        """
+        try:
+            info = self.originals.head(key)
+        except Exception:  # noqa: BLE001 - unknown: keeping the marker is the safe answer
+            return
+        if info is None or info.metadata.get(CONTENT_VERSION_METADATA) != version:
+            marker.unlink(missing_ok=True)
 
     def _marker(self, key: str, etag: str) -> Path:
         # Named by key and bytes, so the marker written before the put is the one replaced after.
