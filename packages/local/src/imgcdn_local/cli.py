@@ -15,7 +15,7 @@ from imgcore import ContentClass, ImageRef, ImgcoreError
 from imgcore.cli import Subparsers, emit
 from imgcore.percent import encode_path
 
-__all__ = ["UploadFailed", "configure_dev", "configure_upload", "connection_failure"]
+__all__ = ["UploadNotStored", "configure_dev", "configure_upload", "connection_failure"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -76,7 +76,7 @@ def configure_dev(subparsers: Subparsers) -> None:
     parser.set_defaults(run=_run_dev)
 
 
-class UploadFailed(ImgcoreError):
+class UploadNotStored(ImgcoreError):
     """One file of an `imgcdn upload` could not be stored (see `connection_failure`).
 
     Attributes:
@@ -120,7 +120,7 @@ def _upload_one(url: str, path: Path, image: ImageRef, wait: bool) -> dict[str, 
         data = path.read_bytes()
     except OSError as exc:
         msg = f"{path}: cannot be read ({connection_failure(exc)})"
-        raise UploadFailed(msg, maybe_stored=False) from None
+        raise UploadNotStored(msg, maybe_stored=False) from None
     request = urllib.request.Request(target, data=data, method="PUT")  # noqa: S310 - the user's own stack URL
     request.add_header("content-type", "application/octet-stream")
     try:
@@ -129,7 +129,7 @@ def _upload_one(url: str, path: Path, image: ImageRef, wait: bool) -> dict[str, 
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace").strip()
         msg = f"{path}: the stack answered {exc.code}: {detail}"
-        raise UploadFailed(msg, maybe_stored=False) from None
+        raise UploadNotStored(msg, maybe_stored=False) from None
     except (OSError, http.client.HTTPException, ValueError) as exc:
         # URLError (refused, reset), a connection dropped mid-answer, or a garbled answer.
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
@@ -138,9 +138,9 @@ def _upload_one(url: str, path: Path, image: ImageRef, wait: bool) -> dict[str, 
                 f"cannot reach the local stack at {url} ({connection_failure(reason)}); "
                 "start it with: imgcdn dev"
             )
-            raise UploadFailed(msg, maybe_stored=False) from None
+            raise UploadNotStored(msg, maybe_stored=False) from None
         msg = f"{path}: no answer from the local stack at {url} ({connection_failure(exc)})"
-        raise UploadFailed(msg, maybe_stored=True) from None
+        raise UploadNotStored(msg, maybe_stored=True) from None
     return result
 
 
@@ -152,11 +152,11 @@ def _run_upload(args: argparse.Namespace) -> int:
     cls = ContentClass.TAKEDOWN if args.takedown_eligible else ContentClass.STANDARD
     images = [ImageRef(args.tenant, args.id or path.name, cls) for path in paths]
     results: list[dict[str, Any]] = []
-    failure: UploadFailed | None = None
+    failure: UploadNotStored | None = None
     for number, (path, image) in enumerate(zip(paths, images, strict=True)):
         try:
             results.append(_upload_one(args.url, path, image, args.wait))
-        except UploadFailed as exc:
+        except UploadNotStored as exc:
             failure = exc
             not_sent = [str(p) for p in paths[number + 1 :]]
             break
