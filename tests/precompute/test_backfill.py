@@ -299,7 +299,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, photo_factory
     while time.monotonic() < deadline:
         if derived.exists() and any(
             derived.rglob("manifest.json%")
-        ):  # LocalStore: file = key + "%":
+        ):  # LocalStore: file = key + "%"
             break
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
