@@ -66,8 +66,9 @@ def test_custom_policy_matches_botocore() -> None:
     assert "Policy=" in ours
     assert "Expires=" not in ours
     trusted = {key.key_pair_id: key.public_key_pem()}
-    verify_signed_url(ours, trusted, now=NOW)
-    verify_signed_url(theirs, trusted, now=NOW)
+    # The policy limits the viewer's address: it is checked, so it must be given.
+    verify_signed_url(ours, trusted, now=NOW, viewer_ip="203.0.113.7")
+    verify_signed_url(theirs, trusted, now=NOW, viewer_ip="203.0.113.7")
 
 
 def test_verification_rejects_every_kind_of_bad_url() -> None:

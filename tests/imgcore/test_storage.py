@@ -85,13 +85,19 @@ def test_concurrent_if_absent_has_one_winner(store: ObjectStore) -> None:
     assert results.count(True) == 1
 
 
-def test_local_store_refuses_traversal_and_survives_restart(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    for bad in ("../x", "a/../../x", "/abs", "a//b", ""):
-        with pytest.raises(ValueError, match="cannot be stored"):
-            store.put(bad, b"x")
+def test_local_store_holds_traversal_keys_inside_itself_and_survives_restart(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    odd = ("../x", "a/../../x", "/abs", "a//b")  # S3 holds each of them as a plain key
+    for key in odd:
+        store.put(key, key.encode())
+    assert [store.get(key).data for key in odd] == [key.encode() for key in odd]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # nothing escaped
+    with pytest.raises(ValueError, match="cannot be stored"):
+        store.put("", b"x")
     store.put("a/b.jpg", b"data", content_type="image/jpeg")
-    again = LocalStore(tmp_path)
+    again = LocalStore(tmp_path / "store")
     assert again.get("a/b.jpg").data == b"data"
     assert again.get("a/b.jpg").info.content_type == "image/jpeg"
 
@@ -150,7 +156,7 @@ def test_local_store_tags_survive_a_restart_and_a_crash_mid_write(
         store.set_tags("k", {"other": "x"})
     monkeypatch.undo()
     assert store.get_tags("k") == {"imgcdn-superseded": "true"}
-    assert [p.name for p in (tmp_path / "tags").iterdir()] == ["k.json"]  # no temporary left
+    assert [p.name for p in (tmp_path / "tags").iterdir()] == ["k%.json"]  # no temporary left
 
 
 RACER = """

@@ -20,7 +20,7 @@ from PIL import Image
 
 from imgcdn_local.headers import HSTS_MAX_AGE_S
 from imgcore import content_version
-from imgcore.storage import LocalStore
+from imgcore.storage import LocalStore, encode_local_key
 
 CHROME = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
 SAFARI_OLD = "image/webp,image/png,image/*;q=0.8,*/*;q=0.5"
@@ -194,7 +194,8 @@ def test_sigint_stops_cleanly_and_upload_cli_talks_to_the_stack(
 
 
 def _manifest_path(data: Path, cls: str, image_id: str, version: str) -> Path:
-    return data / "derivatives" / "objects" / cls / "demo" / image_id / version / "manifest.json"
+    key = f"{cls}/demo/{image_id}/{version}/manifest.json"
+    return data.joinpath("derivatives", "objects", *encode_local_key(key))
 
 
 def _wait_for(path: Path, timeout: float = 60) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 from imgcdn_local.queue import PrecomputeQueue
 from imgcdn_local.stack import RENDER_SLOTS, Stack, UploadFailed
 from imgcore import DEFAULT_POLICY, ImageRef
-from imgcore.storage import MemoryStore, StorageFault, StoredObject
+from imgcore.storage import LocalStore, MemoryStore, ObjectStore, StorageFault, StoredObject
 
 TARGET = "/img/acme/x.jpg/0123456789abcdef"
 WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8 fake"
@@ -79,7 +79,7 @@ def _stack(
     derivatives: MemoryStore,
     fallback: Fallback,
     processor: _Processor | None = None,
-    originals: MemoryStore | None = None,
+    originals: ObjectStore | None = None,
 ) -> Stack:
     queue = PrecomputeQueue(
         processor or _Processor(fail=False),  # type: ignore[arg-type]
@@ -233,3 +233,30 @@ def test_concurrent_misses_render_at_most_render_slots_at_once(tmp_path: Path) -
     assert asyncio.run(six_first_requests()) == [200] * 6
     assert len(fallback.calls) == 6
     assert fallback.most == RENDER_SLOTS
+
+
+class _RefusingStore(MemoryStore):
+    """Originals whose put fails before writing anything (a full disk, a refused key)."""
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> bool:
+        raise StorageFault(f"cannot store {key!r}")
+
+
+def test_a_failed_upload_leaves_no_pending_marker(tmp_path: Path) -> None:
+    stack = _stack(tmp_path, MemoryStore(), Fallback(), _Processor(fail=False), _RefusingStore())
+    with pytest.raises(StorageFault, match="cannot store"):
+        stack.upload(b"original bytes", ImageRef("acme", "x.jpg"))
+    assert list((tmp_path / "pending").glob("*.json")) == []
+
+
+def test_keys_that_are_each_others_folders_are_both_uploaded(tmp_path: Path) -> None:
+    originals = LocalStore(tmp_path / "originals", versioned=True)
+    stack = _stack(tmp_path, MemoryStore(), Fallback(), _Processor(fail=False), originals)
+    for image_id in ("a", "a/b", "c/d", "c"):
+        stack.upload(image_id.encode(), ImageRef("acme", image_id))
+    assert [i.key for i in originals.list()] == [
+        "img/acme/a",
+        "img/acme/a/b",
+        "img/acme/c",
+        "img/acme/c/d",
+    ]

@@ -297,7 +297,9 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, photo_factory
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if derived.exists() and any(derived.rglob("manifest.json")):
+        if derived.exists() and any(
+            derived.rglob("manifest.json%")
+        ):  # LocalStore: file = key + "%"
             break
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
@@ -312,5 +314,5 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, photo_factory
     second = json.loads(rerun.stdout)
     assert second["skipped"] == first["rendered"]
     assert second["rendered"] == 8 - first["rendered"]
-    manifests = list(derived.rglob("manifest.json"))
+    manifests = list(derived.rglob("manifest.json%"))
     assert len(manifests) == 8

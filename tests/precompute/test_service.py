@@ -224,6 +224,8 @@ FIXTURE_IMAGES = Path(__file__).resolve().parents[1] / "fixtures" / "images"
     [
         ("text", lambda photo: b"this is not an image, just text\n" * 10, "not an image"),
         ("truncated", lambda photo: photo[: len(photo) // 2], "cannot be"),
+        # Cut, then closed with an end-of-image marker: libjpeg only warns and fills grey.
+        ("truncated-with-eoi", lambda photo: photo[: len(photo) // 2] + b"\xff\xd9", "cannot be"),
         (
             "pixel-bomb",
             lambda photo: (FIXTURE_IMAGES / "pixel-bomb-20000x20000.png").read_bytes(),
@@ -515,3 +517,26 @@ def test_each_stored_variant_logs_its_own_render_time(
 
 def _log_lines(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_an_original_taller_than_webp_and_avif_can_be_gets_its_whole_set(
+    policy: Policy, renderer: Any
+) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 20_000), (200, 40, 90)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    originals, derivatives = MemoryStore(), MemoryStore()
+    originals.put(KEY, data)
+    service = PrecomputeService(originals, derivatives, policy=policy, renderer=renderer)
+
+    outcome = service.created(KEY)
+
+    assert outcome.action is Action.RENDERED, outcome
+    manifest = outcome.manifest
+    assert manifest is not None
+    assert manifest.status == "complete"
+    sizes = {(v.fmt, v.width, v.height) for v in manifest.variants}
+    assert sizes == {("avif", 32, 16_384), ("webp", 32, 16_383), ("jpeg", 40, 20_000)}
+    for record in manifest.variants:
+        image = decode(derivatives.get(record.key).data)
+        assert image.size == (record.width, record.height)

@@ -244,7 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + 13  # what a shell reports for a command ended by SIGPIPE
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        failure = f"imgcdn {args.command}: {exc.strerror or exc}{where}"
+        # An OSError made from a message only (a dropped connection) has no strerror, and one
+        # made from nothing prints as nothing: never print "None".
+        words = exc.strerror or str(exc).strip() or type(exc).__name__
+        failure = f"imgcdn {args.command}: {words}{where}"
         print(failure, file=sys.stderr)  # noqa: T201 - CLI output
         return 2
     return status

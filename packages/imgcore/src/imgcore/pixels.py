@@ -17,6 +17,7 @@ from imgcore.params import Fit, Gravity, TransformParams
 from imgcore.policy import DEFAULT_POLICY, InputFormat, OutputFormat, Policy
 
 __all__ = [
+    "ENCODER_MAX_SIDE",
     "Rendered",
     "SourceInfo",
     "placeholder",
@@ -53,13 +54,29 @@ _SAFE_LOADER_CLASSES: Final = (
 # VIPS_OPERATION_BLOCKED in VipsOperationFlags.
 _OPERATION_BLOCKED: Final = 32
 
+ENCODER_MAX_SIDE: Final[dict[OutputFormat, int]] = {
+    OutputFormat.JPEG: 65_500,  # libjpeg's JPEG_MAX_DIMENSION
+    OutputFormat.PNG: 2**31 - 1,  # the PNG format's own limit
+    OutputFormat.WEBP: 16_383,  # libwebp's WEBP_MAX_DIMENSION
+    OutputFormat.AVIF: 16_384,  # heifsave with AV1 on libvips 8.18 ("image too large" past it)
+}
+"""The longest side, in pixels, each output format's encoder can write (tests hold each value
+against the encoder: one pixel more fails). The output pixel limit does not bound a side: an
+800x20000 original is 16 MP."""
+
 _ICC_FIELD: Final = "icc-profile-data"
 
 # thumbnail_buffer declares a `fail_on` keyword but ignores it (libvips#5195: only the file form
 # forwards it to the loader), so the load option goes in the one option string this module uses.
 # "error" also stops on truncation: a cut-off upload fails instead of rendering half grey.
-_LOAD_OPTIONS: Final = "fail_on=error"
 _FAIL_ON: Final = "error"
+# libjpeg reports a scan that stops early but is closed by an end-of-image marker (a cut upload
+# with FF D9 appended, or a 600-byte file that declares 9999x9999) as a warning ("premature end
+# of data segment") and fills the rest with grey, so "error" publishes it as whole. JPEG decodes
+# stop at the first libjpeg warning instead: the same decode, no extra pass (see
+# `_decode_fail_on`). PNG keeps "error": libpng warns on benign, common things (an sRGB profile
+# it knows to be slightly off), and it reports a cut stream as an error already.
+_JPEG_FAIL_ON: Final = "warning"
 _JPEG_SHRINK_MARGIN: Final = 2
 """How many times the output size a DCT-scaled JPEG decode keeps (see `_jpeg_shrink`)."""
 
@@ -368,9 +385,10 @@ def transform(data: bytes, params: TransformParams, policy: Policy = DEFAULT_POL
         The encoded derivative; its `ms` covers everything after admission.
 
     Raises:
-        InputTooLarge: The original or the output would break a size limit (checked before
-            any pixel is decoded). A single request is refused rather than silently rendered
-            smaller than asked: the caller asked for exactly this derivative.
+        InputTooLarge: The original or the output would break a size limit, or the output
+            would have a side longer than its format's encoder can write (`ENCODER_MAX_SIDE`);
+            checked before any pixel is decoded. A single request is refused rather than
+            silently rendered smaller than asked: the caller asked for exactly this derivative.
         UnsupportedInput: The original's format is not admitted.
         CorruptInput: The original cannot be decoded completely.
         ImgcoreError: The encoder failed (a fault, not the original's).
@@ -378,7 +396,7 @@ def transform(data: bytes, params: TransformParams, policy: Policy = DEFAULT_POL
     info = probe(data, policy)
     started = time.perf_counter()
     geometry = _plan(info, params, policy)
-    _check_output(geometry, policy)
+    _check_output(geometry, policy, params.fmt)
     image = _decode(data, info, geometry.image, _jpeg_shrink(info, geometry.image))
     return _render(_padded(image, geometry), params, policy, started)
 
@@ -402,8 +420,9 @@ def render_variants(
     any width from 1280 up stays 18 MP, since nothing is upscaled) is fitted down to the
     largest size of the same aspect ratio within the limit, instead of failing the whole set:
     a variant's key names a box that the output never exceeds, never an exact size, so the
-    smaller rendering is still that variant. Only these outputs differ from `transform`, which
-    refuses such a request.
+    smaller rendering is still that variant. Likewise an output with a side longer than its
+    format's encoder can write (`ENCODER_MAX_SIDE`: an 800x20000 original as WebP) is fitted to
+    that side. Only these outputs differ from `transform`, which refuses such a request.
 
     Args:
         data: The original's bytes.
@@ -422,7 +441,10 @@ def render_variants(
         ImgcoreError: An encoder failed (a fault, not the original's).
     """
     info = probe(data, policy)
-    plans = [_fit_output(_plan(info, params, policy), policy) for params in params_list]
+    plans = [
+        _fit_encoder(_fit_output(_plan(info, params, policy), policy), params.fmt)
+        for params in params_list
+    ]
     if not plans:
         return []
     display_w, display_h = info.display_size
@@ -675,7 +697,7 @@ def _fit_output(geometry: _Geometry, policy: Policy) -> _Geometry:
     return _Geometry(width, height, geometry.crop, geometry.gravity)
 
 
-def _check_output(geometry: _Geometry, policy: Policy) -> None:
+def _check_output(geometry: _Geometry, policy: Policy, fmt: OutputFormat) -> None:
     limit = policy.limits.max_output_pixels
     if geometry.pixels > limit:
         width, height = geometry.canvas or (geometry.width, geometry.height)
@@ -684,6 +706,37 @@ def _check_output(geometry: _Geometry, policy: Policy) -> None:
             f"allowed: at most {limit:,} (ask for a smaller w or h)"
         )
         raise InputTooLarge(msg)
+    side = ENCODER_MAX_SIDE[fmt]
+    width, height = geometry.canvas or (geometry.width, geometry.height)
+    if max(width, height) > side:
+        msg = (
+            f"output would be {width}x{height}; a {fmt.value} image can be at "
+            f"most {side:,} pixels a side; allowed: a smaller w or h, or a format that can hold "
+            f"it ({_formats_holding(geometry)})"
+        )
+        raise InputTooLarge(msg)
+
+
+def _formats_holding(geometry: _Geometry) -> str:
+    longest = max(geometry.width, geometry.height)
+    return ", ".join(f.value for f, side in ENCODER_MAX_SIDE.items() if side >= longest) or "none"
+
+
+def _fit_encoder(geometry: _Geometry, fmt: OutputFormat) -> _Geometry:
+    """The largest box of `geometry`'s aspect ratio whose sides `fmt`'s encoder can write."""
+    side = ENCODER_MAX_SIDE[fmt]
+    longest = max(geometry.canvas or (geometry.width, geometry.height))
+    if longest <= side:
+        return geometry
+    k = side / longest
+
+    def scaled(n: int) -> int:
+        return min(side, max(1, math.floor(n * k)))
+
+    canvas = (scaled(geometry.canvas[0]), scaled(geometry.canvas[1])) if geometry.canvas else None
+    return replace(
+        geometry, width=scaled(geometry.width), height=scaled(geometry.height), canvas=canvas
+    )
 
 
 # --- decode and resize -----------------------------------------------------------------------
@@ -762,9 +815,10 @@ def _load_thumbnail(
     # comparing its colorants and tone curves. CMYK is converted either way (thumbnail imports
     # it with the embedded profile or libvips' built-in CMYK one).
     colour: dict[str, Any] = {"export_profile": "srgb"} if tagged else {}
+    fail_on = _decode_fail_on(data)
     if jpeg_shrink > 1:
         loaded = pyvips.Image.jpegload_buffer(
-            data, shrink=jpeg_shrink, access="sequential", fail_on=_FAIL_ON
+            data, shrink=jpeg_shrink, access="sequential", fail_on=fail_on
         )
         return loaded.thumbnail_image(
             geometry.width,
@@ -783,9 +837,19 @@ def _load_thumbnail(
         crop=crop,
         no_rotate=False,
         linear=False,
-        option_string=_LOAD_OPTIONS,
+        option_string=f"fail_on={fail_on}",
         **colour,
     )
+
+
+def _decode_fail_on(data: bytes) -> str:
+    """The `fail_on` of a pixel decode: JPEG stops at libjpeg's first warning (see above).
+
+    The cost on a whole JPEG is nil (the same single decode; libjpeg only calls back on a
+    warning); the price is that a JPEG libjpeg warns about for a harmless reason (stray bytes
+    before a marker) is refused too, with libjpeg's reason in the message: a re-save fixes it.
+    """
+    return _JPEG_FAIL_ON if _sniff(data) is InputFormat.JPEG else _FAIL_ON
 
 
 def _to_8bit(image: Any) -> Any:

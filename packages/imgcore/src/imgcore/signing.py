@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -164,7 +165,8 @@ def sign_url(
         The URL with the signature parameters appended to its query.
 
     Raises:
-        InvalidRequest: The URL already carries signature parameters, or the times are invalid.
+        InvalidRequest: The URL already carries signature parameters, the times are invalid,
+            `ip_range` is not a CIDR range, or `resource` is empty.
     """
     parts = urlsplit(url)
     if any(name in _SIGNED_PARAMS for name, _ in parse_qsl(parts.query, keep_blank_values=True)):
@@ -174,6 +176,21 @@ def sign_url(
     starts_at = None if starts is None else _epoch(starts)
     if starts_at is not None and starts_at >= expires_at:
         msg = "starts must be before expires"
+        raise InvalidRequest(msg)
+    if expires_at < 0 or (starts_at is not None and starts_at < 0):
+        msg = "signing times must be at or after 1970-01-01 (epoch seconds >= 0)"
+        raise InvalidRequest(msg)
+    if ip_range is not None:
+        try:
+            ip_range = str(ip_network(ip_range, strict=True))
+        except ValueError:
+            msg = (
+                f"ip_range {ip_range!r} is not a CIDR range; allowed: an IPv4 or IPv6 network "
+                "such as 203.0.113.0/24 (no host bits set)"
+            )
+            raise InvalidRequest(msg) from None
+    if resource is not None and not resource:
+        msg = "resource must not be empty; allowed: a URL, with * and ? as wildcards"
         raise InvalidRequest(msg)
     policy, canned = _policy_json(resource or url, expires_at, starts_at, ip_range)
     canned = canned and resource is None
@@ -190,18 +207,31 @@ def sign_url(
 
 
 def verify_signed_url(
-    url: str, trusted_public_keys: Mapping[str, bytes], now: datetime | None = None
+    url: str,
+    trusted_public_keys: Mapping[str, bytes],
+    now: datetime | None = None,
+    *,
+    viewer_ip: str | None = None,
 ) -> None:
     """Check a signed URL the way CloudFront does, for local stacks and tests.
+
+    The policy is held to CloudFront's custom-policy format: one statement; an optional
+    `Resource` string (`*` and `?` wildcards; absent means every URL); a `Condition` with the
+    required `DateLessThan` and the optional `DateGreaterThan` (`{"AWS:EpochTime": <int>}`) and
+    `IpAddress` (`{"AWS:SourceIp": "<CIDR>"}`, IPv4 or IPv6), and nothing else. Every condition
+    is enforced; anything else in the policy is a rejection, never a pass.
 
     Args:
         url: The signed URL as requested.
         trusted_public_keys: The key group: key id to PEM public key.
         now: The time to check against (default: now).
+        viewer_ip: The viewer's address. A policy with `IpAddress` is rejected when it is
+            unknown (None), as it cannot be checked.
 
     Raises:
-        SignatureRejected: Missing or malformed signature, untrusted key, bad signature, URL not
-            matching the policy's resource, expired or not yet valid.
+        SignatureRejected: Missing or malformed signature or policy, untrusted key, bad
+            signature, URL not matching the policy's resource, expired, not yet valid, or a
+            viewer address outside (or not known to be inside) the policy's range.
     """
     from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
@@ -230,18 +260,127 @@ def verify_signed_url(
         if not isinstance(public_key, rsa.RSAPublicKey):
             raise SignatureRejected(f"key {key_id!r} is not an RSA public key")
         public_key.verify(signature, policy.encode("utf-8"), padding.PKCS1v15(), hashes.SHA1())  # noqa: S303 - the scheme CloudFront defines
-        statement = json.loads(policy)["Statement"][0]
-        condition = statement["Condition"]
-        resource = statement["Resource"]
-    except (ValueError, KeyError, IndexError, TypeError, InvalidSignature) as exc:
+    except (ValueError, TypeError, InvalidSignature) as exc:
         raise SignatureRejected(f"signature does not verify: {type(exc).__name__}") from None
-    if not _resource_matches(resource, unsigned):
+    terms = _parse_policy(policy)
+    if terms.resource is not None and not _resource_matches(terms.resource, unsigned):
         raise SignatureRejected("URL does not match the signed policy's resource")
-    if now_epoch >= int(condition["DateLessThan"]["AWS:EpochTime"]):
+    if now_epoch >= terms.expires:
         raise SignatureRejected("signed URL has expired")
-    starts = condition.get("DateGreaterThan", {}).get("AWS:EpochTime")
-    if starts is not None and now_epoch <= int(starts):
+    if terms.starts is not None and now_epoch <= terms.starts:
         raise SignatureRejected("signed URL is not valid yet")
+    if terms.source_ip is not None:
+        _check_viewer(terms.source_ip, viewer_ip)
+
+
+@dataclass(frozen=True, slots=True)
+class _PolicyTerms:
+    """What a signed policy allows: every condition CloudFront's custom policies support."""
+
+    resource: str | None
+    expires: int
+    starts: int | None
+    source_ip: IPv4Network | IPv6Network | None
+
+
+# The one statement's members, and its conditions' (name -> the key inside it).
+_STATEMENT_KEYS = frozenset({"Resource", "Condition"})
+_CONDITIONS = {
+    "DateLessThan": "AWS:EpochTime",
+    "DateGreaterThan": "AWS:EpochTime",
+    "IpAddress": "AWS:SourceIp",
+}
+
+
+_POLICY_FORMAT = (
+    'allowed: {"Statement": [{"Resource": "<url, * and ? wildcards>", "Condition": '
+    '{"DateLessThan": {"AWS:EpochTime": <int>}, "DateGreaterThan": {"AWS:EpochTime": <int>}, '
+    '"IpAddress": {"AWS:SourceIp": "<CIDR>"}}}] (only DateLessThan required)'
+)
+
+
+def _malformed(what: str) -> SignatureRejected:
+    return SignatureRejected(f"signed policy is malformed: {what}; {_POLICY_FORMAT}")
+
+
+def _parse_policy(text: str) -> _PolicyTerms:
+    """A signed policy's terms, or a `SignatureRejected` that says what is malformed."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise _malformed("not JSON") from None
+    if not isinstance(document, dict) or set(document) != {"Statement"}:
+        raise _malformed("the document must be an object with only Statement")
+    statements = document["Statement"]
+    if not isinstance(statements, list) or len(statements) != 1:
+        raise _malformed("Statement must be a list of exactly one statement")
+    statement = statements[0]
+    if not isinstance(statement, dict) or "Condition" not in statement:
+        raise _malformed("the statement must be an object with a Condition")
+    unknown = sorted(set(statement) - _STATEMENT_KEYS)
+    if unknown:
+        raise _malformed(f"the statement has unsupported members {', '.join(unknown)}")
+    resource = statement.get("Resource")
+    if resource is not None and not (isinstance(resource, str) and resource):
+        raise _malformed("Resource must be a non-empty string")
+    values = _condition_values(statement["Condition"])
+    if "DateLessThan" not in values:
+        raise _malformed("DateLessThan is required")
+    return _PolicyTerms(
+        resource,
+        _epoch_value("DateLessThan", values["DateLessThan"]),
+        None
+        if "DateGreaterThan" not in values
+        else _epoch_value("DateGreaterThan", values["DateGreaterThan"]),
+        None if "IpAddress" not in values else _network_value(values["IpAddress"]),
+    )
+
+
+def _condition_values(condition: object) -> dict[str, object]:
+    """Each condition's one value, by condition name; unknown conditions are malformed."""
+    if not isinstance(condition, dict):
+        raise _malformed("Condition must be an object")
+    unsupported = sorted(set(condition) - set(_CONDITIONS))
+    if unsupported:
+        # An unknown condition cannot be enforced, so it cannot be let through either.
+        raise _malformed(f"unsupported conditions {', '.join(unsupported)}")
+    values: dict[str, object] = {}
+    for name, value in condition.items():
+        inner = _CONDITIONS[name]
+        if not isinstance(value, dict) or set(value) != {inner}:
+            raise _malformed(f'{name} must be {{"{inner}": ...}} and nothing else')
+        values[name] = value[inner]
+    return values
+
+
+def _epoch_value(name: str, value: object) -> int:
+    if type(value) is not int or value < 0:  # bool is an int subclass: not a time
+        raise _malformed(f"{name} must be whole epoch seconds, got {value!r}")
+    return value
+
+
+def _network_value(value: object) -> IPv4Network | IPv6Network:
+    if not isinstance(value, str):
+        raise _malformed(f"AWS:SourceIp must be a CIDR string, got {value!r}")
+    try:
+        return ip_network(value, strict=True)
+    except ValueError:
+        raise _malformed(f"AWS:SourceIp {value!r} is not a CIDR range") from None
+
+
+def _check_viewer(network: IPv4Network | IPv6Network, viewer_ip: str | None) -> None:
+    if viewer_ip is None:
+        msg = f"signed URL is limited to viewers in {network} and the viewer's address is unknown"
+        raise SignatureRejected(msg)
+    try:
+        address = ip_address(viewer_ip)
+    except ValueError:
+        msg = f"signed URL is limited to viewers in {network}; {viewer_ip!r} is not an address"
+        raise SignatureRejected(msg) from None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 viewer
+    if address not in network:
+        raise SignatureRejected(f"signed URL is limited to viewers in {network}")
 
 
 def _resource_matches(pattern: str, url: str) -> bool:

@@ -27,16 +27,18 @@ import builtins
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from imgcore.errors import ImgcoreError, InputTooLarge
+from imgcore.errors import ImgcoreError, InputTooLarge, InvalidKey
 
 __all__ = [
     "LocalStore",
@@ -315,19 +317,29 @@ class LocalStore:
     """
 
     def __init__(self, root: str | os.PathLike[str], *, versioned: bool = False) -> None:
-        """Use (and create) the directory `root`."""
+        """Use (and create) the directory `root`, moving a store of the first layout to this one.
+
+        A directory written before keys were encoded (`objects/{key}` as plain folders and
+        files) is migrated in place the first time it is opened: each area is renamed aside,
+        each file moved to its encoded name, then a `layout` file records the new layout. A
+        crash part-way resumes on the next open; no file is copied, so it costs no space.
+        """
         self.root = Path(root)
         self._versioned = versioned
         self._lock = threading.Lock()
-        for sub in ("objects", "meta", "tags", "versions"):
+        self.root.mkdir(parents=True, exist_ok=True)
+        _migrate_plain_layout(self.root)
+        for sub in _AREAS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def _path(self, area: str, key: str, suffix: str = "") -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") for p in parts) or "\x00" in key:
-            msg = f"key {key!r} cannot be stored: empty, '.' or '..' segments are not allowed"
-            raise ValueError(msg)
-        return self.root.joinpath(area, *parts[:-1], parts[-1] + suffix)
+        """Where `key`'s file lives in `area` (see `encode_local_key`)."""
+        return self.root.joinpath(area, *encode_local_key(key, suffix))
+
+    def _folder(self, area: str, key: str) -> Path:
+        """The folder holding `key`'s per-version files in `area`."""
+        *folders, last = encode_local_key(key)
+        return self.root.joinpath(area, *folders, last.removesuffix(_FILE_MARK))
 
     def _meta(self, key: str, inode: int) -> tuple[dict[str, Any], bool]:
         """The key's metadata, and whether it was written for the object file `inode`."""
@@ -355,7 +367,7 @@ class LocalStore:
         path = (
             self._path("objects", key)
             if version_id is None
-            else self._path("versions", f"{key}/{version_id}")
+            else self._version_path(key, version_id)
         )
         for _ in range(_META_WAIT_ROUNDS):
             try:
@@ -426,13 +438,16 @@ class LocalStore:
                 # The bytes first, then what describes them: a reader that sees the new object
                 # file before its metadata waits for that inode's (see the class docstring).
                 if version_id is not None:
-                    write_atomic(self._path("versions", f"{key}/{version_id}"), data)
+                    write_atomic(self._version_path(key, version_id), data)
                 self._clear_tags(key)
                 write_atomic(meta_path, json.dumps(meta).encode())
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()  # after a link: the second name; after a failure: the leftover
         return True
+
+    def _version_path(self, key: str, version_id: str) -> Path:
+        return self._folder("versions", key) / (_encode_segment(version_id) + _FILE_MARK)
 
     def _clear_tags(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -443,7 +458,7 @@ class LocalStore:
         with self._lock:
             if version_id is not None:
                 with contextlib.suppress(FileNotFoundError):
-                    self._path("versions", f"{key}/{version_id}").unlink()
+                    self._version_path(key, version_id).unlink()
                 info = self.head(key)
                 if info is None or info.version_id != version_id:
                     return
@@ -460,10 +475,11 @@ class LocalStore:
         base = self.root / "objects"
         found = []
         for path in base.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
-                key = path.relative_to(base).as_posix()
+            if path.name.endswith(_FILE_MARK) and path.is_file():
+                key = decode_local_key(path.relative_to(base).parts)
                 if key.startswith(prefix):
                     found.append(key)
+        # Code point order is UTF-8 byte order, which is S3's listing order.
         for key in sorted(found):
             info = self.head(key)
             if info is not None:
@@ -471,13 +487,13 @@ class LocalStore:
 
     def versions(self, key: str) -> builtins.list[ObjectInfo]:
         """Every stored version of `key` (versioned stores only)."""
-        folder = self._path("versions", key)
+        folder = self._folder("versions", key)
         if not folder.is_dir():
             return []
         return [
-            ObjectInfo(key, p.stat().st_size, version_id=p.name)
+            ObjectInfo(key, p.stat().st_size, version_id=_decode_segment(p.name[:-1]))
             for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".tmp-")
+            if p.name.endswith(_FILE_MARK) and p.is_file()
         ]
 
     def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
@@ -489,10 +505,12 @@ class LocalStore:
         found: builtins.list[ObjectVersion] = []
         versions = self.root / "versions"
         for path in versions.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
-                key = path.parent.relative_to(versions).as_posix()
+            if path.name.endswith(_FILE_MARK) and path.is_file():
+                *folders, name = path.relative_to(versions).parts
+                key = decode_local_key([*folders[:-1], folders[-1] + _FILE_MARK])
                 if key.startswith(prefix):
-                    found.append(ObjectVersion(key, path.name, path.stat().st_size))
+                    version_id = _decode_segment(name[:-1])
+                    found.append(ObjectVersion(key, version_id, path.stat().st_size))
         versioned = {v.key for v in found}
         for info in self.list(prefix):
             if info.version_id is None or info.key not in versioned:
@@ -523,6 +541,84 @@ class LocalStore:
         except FileNotFoundError:
             return {}
         return tags
+
+
+# --- the local store's on-disk names ------------------------------------------------------------
+#
+# Every key S3 can hold must be a file here, even when another key is its folder (`a` and `a/b`)
+# or it has empty, `.` or `..` segments. Each segment is escaped (`%` -> `%25`; an empty segment
+# -> `%00`, as a key never holds NUL; `.` and `..` -> `%2E`, `%2E%2E`) and a file's name ends in
+# a bare `%`, which no escaped segment does: a file never has a folder's name.
+
+_AREAS = ("objects", "meta", "tags", "versions")
+_FILE_MARK = "%"
+_LAYOUT_FILE = "layout"
+_LAYOUT = "2: escaped segments, files end in %\n"
+_ESCAPED = re.compile(r"%(25|2E|00)")
+_UNESCAPE = {"25": "%", "2E": ".", "00": ""}
+
+
+def _encode_segment(segment: str) -> str:
+    if not segment:
+        return "%00"
+    escaped = segment.replace("%", "%25")
+    return escaped.replace(".", "%2E") if escaped in (".", "..") else escaped
+
+
+def _decode_segment(name: str) -> str:
+    return "" if name == "%00" else _ESCAPED.sub(lambda m: _UNESCAPE[m[1]], name)
+
+
+def encode_local_key(key: str, suffix: str = "") -> list[str]:
+    """The path parts (folders, then the file name) that hold `key` in a `LocalStore` area.
+
+    Raises:
+        InvalidKey: The key is empty or holds NUL (S3 cannot hold either).
+    """
+    if not key or "\x00" in key:
+        msg = f"key {key!r} cannot be stored: a key is 1 or more characters, none of them NUL"
+        raise InvalidKey(msg)
+    *folders, last = (_encode_segment(segment) for segment in key.split("/"))
+    return [*folders, last + _FILE_MARK + suffix]
+
+
+def decode_local_key(parts: Sequence[str]) -> str:
+    """The key whose object file has the path parts `parts` (`encode_local_key` reversed)."""
+    *folders, last = parts
+    return "/".join([*map(_decode_segment, folders), _decode_segment(last[: -len(_FILE_MARK)])])
+
+
+def _migrate_plain_layout(root: Path) -> None:
+    """Move a store of the first layout (keys as plain paths) to the escaped one, resumably."""
+    if (root / _LAYOUT_FILE).exists():
+        return
+    for area in _AREAS:
+        current, aside = root / area, root / f"{area}.plain"
+        if current.is_dir() and not aside.exists():
+            current.rename(aside)  # the whole old area at once: what is left there is old
+        if not aside.is_dir():
+            continue
+        for path in sorted(aside.rglob("*")):
+            if not path.is_file():
+                continue
+            if path.name.startswith(".tmp-"):
+                path.unlink()  # a write that never finished
+                continue
+            parts = path.relative_to(aside).parts
+            if area == "versions":  # versions/{key}/{version_id}
+                folder = encode_local_key("/".join(parts[:-1]))
+                name = _encode_segment(parts[-1]) + _FILE_MARK
+                target = root.joinpath(area, *folder[:-1], folder[-1].removesuffix(_FILE_MARK))
+                target /= name
+            else:
+                key = "/".join(parts).removesuffix("" if area == "objects" else ".json")
+                target = root.joinpath(
+                    area, *encode_local_key(key, "" if area == "objects" else ".json")
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(target)  # a rename keeps the inode the metadata records
+        shutil.rmtree(aside)
+    write_atomic(root / _LAYOUT_FILE, _LAYOUT.encode())
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from imgcore.errors import InvalidRequest
 from imgcore.keys import ContentClass, ImageRef, validate_version
 from imgcore.params import (
     Fit,
     Gravity,
+    _breakpoints_text,
     _choice,
+    _dpr_text,
+    _quality_text,
     _requested_format,
     snap_box,
     snap_dpr,
@@ -20,29 +25,116 @@ from imgcore.params import (
 )
 from imgcore.policy import AUTO, DEFAULT_POLICY, OutputFormat, Policy
 
-__all__ = ["SrcsetEntry", "build_url", "srcset", "srcset_entries"]
+__all__ = ["PARAM_CHECKS", "SrcsetEntry", "build_url", "srcset", "srcset_entries"]
+
+
+# --- per-parameter checks: what a caller may pass, turned into what the edge would keep ------
+#
+# One function per query parameter, keyed by its name in `imgcore.params.PARAM_NAMES` (a test
+# holds the two to the same names): it takes the caller's value, raises `InvalidRequest` (with
+# the parameter as `field`) for anything the canonicalizer would not accept, and returns the
+# canonical value. A new parameter is a new entry here and a line in `_canonical_query`.
+
+
+def _whole_number(name: str, value: object, allowed: str) -> int:
+    # bool is an int; a float (even 320.0, NaN or inf) is not a number of pixels the edge takes.
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an int (got {value!r} of type {type(value).__name__}); {allowed}"
+        raise InvalidRequest(msg, field=name)
+    return value
+
+
+def _check_width(value: object, policy: Policy) -> int:
+    # The width as asked (at least 1): with a height, the box snaps both together.
+    allowed = _breakpoints_text("w", policy.widths)
+    width = _whole_number("w", value, allowed)
+    snap_width(width, policy)  # refuses what the edge refuses, with its message
+    return width
+
+
+def _check_height(value: object, policy: Policy) -> int:
+    allowed = _breakpoints_text("h", policy.heights)
+    height = _whole_number("h", value, allowed)
+    snap_height(height, policy)
+    return height
+
+
+def _check_dpr(value: object, policy: Policy) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        msg = f"dpr must be a finite number (got {value!r}); {_dpr_text(policy)}"
+        raise InvalidRequest(msg, field="dpr")
+    return snap_dpr(f"{float(value):f}", policy)
+
+
+def _check_word(name: str, words: list[str]) -> Callable[[object, Policy], str]:
+    def check(value: object, policy: Policy) -> str:
+        if not isinstance(value, str):
+            msg = f"{name} must be a str (got {value!r}); allowed: {', '.join(words)}"
+            raise InvalidRequest(msg, field=name)
+        return _choice(name, value, words)
+
+    return check
+
+
+def _check_format(value: object, policy: Policy) -> OutputFormat | str:
+    if not isinstance(value, str):
+        names = ", ".join([*(f.value for f in policy.output_formats), AUTO])
+        msg = f"fmt must be a str (got {value!r} of type {type(value).__name__}); allowed: {names}"
+        raise InvalidRequest(msg, field="fmt")
+    return _requested_format(value, policy)
+
+
+def _check_quality(value: object, policy: Policy) -> int:
+    return snap_quality(_whole_number("q", value, _quality_text(policy)), policy)
+
+
+PARAM_CHECKS: Final[Mapping[str, Callable[[object, Policy], object]]] = {
+    "w": _check_width,
+    "h": _check_height,
+    "dpr": _check_dpr,
+    "fit": _check_word("fit", list(Fit)),
+    "g": _check_word("g", list(Gravity)),
+    "fmt": _check_format,
+    "q": _check_quality,
+}
+"""The builder's check of each query parameter, by name (see above)."""
+
+
+def _check_text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        msg = f"{name} must be a str (got {value!r} of type {type(value).__name__})"
+        raise InvalidRequest(msg, field="path")
+    return value
+
+
+def _content_class(value: object) -> ContentClass:
+    if isinstance(value, ContentClass):
+        return value
+    classes = {c.value: c for c in ContentClass}
+    if isinstance(value, str) and value in classes:
+        return classes[value]
+    msg = f"content_class {value!r} is not a content class; allowed: {', '.join(classes)}"
+    raise InvalidRequest(msg, field="path")
 
 
 def _canonical_query(
-    w: int | None,
-    h: int | None,
-    fmt: str | None,
-    q: int | None,
+    w: object,
+    h: object,
+    fmt: object,
+    q: object,
     policy: Policy,
     *,
-    dpr: float | None = None,
-    fit: str | None = None,
-    g: str | None = None,
+    dpr: object = None,
+    fit: object = None,
+    g: object = None,
 ) -> str:
     pairs: list[tuple[str, str]] = []
-    if w is not None:
-        snap_width(w, policy)  # the checks and messages of a single width
-    if h is not None:
-        snap_height(h, policy)
-    density = 1.0 if dpr is None else snap_dpr(repr(float(dpr)).removesuffix(".0"), policy)
-    width, height = snap_box(w, h, policy, density)
-    chosen_fit = Fit(_choice("fit", fit, list(Fit))) if fit is not None else Fit.COVER
-    chosen_g = Gravity(_choice("g", g, list(Gravity))) if g is not None else Gravity.CENTER
+    width = None if w is None else int(str(PARAM_CHECKS["w"](w, policy)))
+    height = None if h is None else int(str(PARAM_CHECKS["h"](h, policy)))
+    density = 1.0 if dpr is None else float(str(PARAM_CHECKS["dpr"](dpr, policy)))
+    chosen_fit = Fit.COVER if fit is None else Fit(str(PARAM_CHECKS["fit"](fit, policy)))
+    chosen_g = Gravity.CENTER if g is None else Gravity(str(PARAM_CHECKS["g"](g, policy)))
+    width, height = snap_box(width, height, policy, density)
     if width is not None:
         pairs.append(("w", str(width)))
     if height is not None:
@@ -52,12 +144,14 @@ def _canonical_query(
             pairs.append(("fit", chosen_fit.value))
         elif chosen_g is not Gravity.CENTER:
             pairs.append(("g", chosen_g.value))
-    requested = _requested_format(fmt, policy) if fmt is not None else policy.default_format
+    requested = PARAM_CHECKS["fmt"](fmt, policy) if fmt is not None else policy.default_format
     if requested != policy.default_format:
         pairs.append(("fmt", str(requested)))
-    lossless = requested != AUTO and not OutputFormat(requested).lossy
-    if q is not None and not lossless:
-        pairs.append(("q", str(snap_quality(q, policy))))
+    lossless = requested != AUTO and not OutputFormat(str(requested)).lossy
+    if q is not None:
+        snapped = PARAM_CHECKS["q"](q, policy)  # checked even where PNG then drops it
+        if not lossless:
+            pairs.append(("q", str(snapped)))
     return "&".join(f"{name}={value}" for name, value in pairs)
 
 
@@ -104,9 +198,13 @@ def build_url(
         `{base_url}/{class}/{tenant}/{id}/{version}[?{canonical query}]`.
 
     Raises:
-        InvalidRequest: A value is outside the policy (InvalidKey for a bad id or version).
+        InvalidRequest: A value is outside the policy or of the wrong type (a float or bool
+            width, an unknown content class), with `field` naming it; InvalidKey for a bad
+            tenant, id or version.
     """
-    ref = ImageRef(tenant, image_id, ContentClass(content_class))
+    for name, text in (("tenant", tenant), ("image_id", image_id), ("version", version)):
+        _check_text(name, text)
+    ref = ImageRef(tenant, image_id, _content_class(content_class))
     path = ref.public_path(validate_version(version))
     query = _canonical_query(w, h, fmt, q, policy, dpr=dpr, fit=fit, g=g)
     return f"{base_url.rstrip('/')}{path}{'?' + query if query else ''}"
@@ -159,9 +257,13 @@ def srcset_entries(
     Raises:
         InvalidRequest: A value is outside the policy.
     """
-    chosen = sorted({snap_width(w, policy) for w in (widths or policy.standard.widths)})
-    if source_width is not None and source_width < 1:
-        msg = f"source_width must be at least 1 (got {source_width})"
+    chosen = sorted(
+        {snap_width(_check_width(w, policy), policy) for w in (widths or policy.standard.widths)}
+    )
+    if source_width is not None and (
+        isinstance(source_width, bool) or not isinstance(source_width, int) or source_width < 1
+    ):
+        msg = f"source_width must be an int of at least 1 (got {source_width!r})"
         raise InvalidRequest(msg)
     entries: list[SrcsetEntry] = []
     for w in chosen:

@@ -120,6 +120,7 @@ def create_app(stack: Stack) -> Starlette:
             request.scope.get("query_string", b"").decode("latin-1"),
             request.headers.get("accept"),
             f"{request.url.scheme}://{request.url.netloc}",
+            request.client.host if request.client else None,
         )
         headers = {
             **result.headers,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,7 +15,7 @@ from imgcore import ContentClass, ImageRef, ImgcoreError
 from imgcore.cli import Subparsers, emit
 from imgcore.percent import encode_path
 
-__all__ = ["configure_dev", "configure_upload"]
+__all__ = ["UploadNotStored", "configure_dev", "configure_upload", "connection_failure"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -74,11 +76,52 @@ def configure_dev(subparsers: Subparsers) -> None:
     parser.set_defaults(run=_run_dev)
 
 
+class UploadNotStored(ImgcoreError):
+    """One file of an `imgcdn upload` could not be stored (see `connection_failure`).
+
+    Attributes:
+        maybe_stored: The request may have reached the stack (the connection broke before its
+            answer), so the file may be stored; False when it certainly is not.
+    """
+
+    def __init__(self, message: str, *, maybe_stored: bool) -> None:
+        """Carry `message` and whether the file may be stored all the same."""
+        super().__init__(message)
+        self.maybe_stored = maybe_stored
+
+
+def connection_failure(exc: BaseException) -> str:
+    """What went wrong on a connection, in words, whatever shape the exception has.
+
+    urllib, http.client and socket errors carry their words in different places: `reason` (a
+    string or another exception), `strerror` (None unless the OS gave a code), or only their
+    type (`RemoteDisconnected`, `IncompleteRead`). Formatting one from its parts without
+    looking printed "None: None".
+    """
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        reason = exc.reason
+        return connection_failure(reason) if isinstance(reason, BaseException) else str(reason)
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"the answer stopped after {len(exc.partial):,} bytes"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    name = type(exc).__name__
+    if all(arg is None for arg in exc.args):  # OSError(None, None) prints "[Errno None] None"
+        return name
+    text = str(exc).strip()
+    return f"{name}: {text}" if text else name
+
+
 def _upload_one(url: str, path: Path, image: ImageRef, wait: bool) -> dict[str, Any]:
     target = f"{url.rstrip('/')}/_admin/originals/{encode_path(image.source_key)}"
     if wait:
         target += "?wait=1"
-    request = urllib.request.Request(target, data=path.read_bytes(), method="PUT")  # noqa: S310 - the user's own stack URL
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        msg = f"{path}: cannot be read ({connection_failure(exc)})"
+        raise UploadNotStored(msg, maybe_stored=False) from None
+    request = urllib.request.Request(target, data=data, method="PUT")  # noqa: S310 - the user's own stack URL
     request.add_header("content-type", "application/octet-stream")
     try:
         with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310
@@ -86,10 +129,18 @@ def _upload_one(url: str, path: Path, image: ImageRef, wait: bool) -> dict[str, 
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace").strip()
         msg = f"{path}: the stack answered {exc.code}: {detail}"
-        raise ImgcoreError(msg) from None
-    except urllib.error.URLError as exc:
-        msg = f"cannot reach the local stack at {url} ({exc.reason}); start it with: imgcdn dev"
-        raise ImgcoreError(msg) from None
+        raise UploadNotStored(msg, maybe_stored=False) from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        # URLError (refused, reset), a connection dropped mid-answer, or a garbled answer.
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, ConnectionRefusedError):
+            msg = (
+                f"cannot reach the local stack at {url} ({connection_failure(reason)}); "
+                "start it with: imgcdn dev"
+            )
+            raise UploadNotStored(msg, maybe_stored=False) from None
+        msg = f"{path}: no answer from the local stack at {url} ({connection_failure(exc)})"
+        raise UploadNotStored(msg, maybe_stored=True) from None
     return result
 
 
@@ -99,10 +150,16 @@ def _run_upload(args: argparse.Namespace) -> int:
         msg = "--id names one image; give one PATH with it"
         raise ImgcoreError(msg)
     cls = ContentClass.TAKEDOWN if args.takedown_eligible else ContentClass.STANDARD
-    results = []
-    for path in paths:
-        image = ImageRef(args.tenant, args.id or path.name, cls)
-        results.append(_upload_one(args.url, path, image, args.wait))
+    images = [ImageRef(args.tenant, args.id or path.name, cls) for path in paths]
+    results: list[dict[str, Any]] = []
+    failure: UploadNotStored | None = None
+    for number, (path, image) in enumerate(zip(paths, images, strict=True)):
+        try:
+            results.append(_upload_one(args.url, path, image, args.wait))
+        except UploadNotStored as exc:
+            failure = exc
+            not_sent = [str(p) for p in paths[number + 1 :]]
+            break
     lines = []
     for r in results:
         lines.append(
@@ -111,9 +168,33 @@ def _run_upload(args: argparse.Namespace) -> int:
         if "status" in r:
             lines.append(f"  status   {r['status']} {r.get('failure') or ''}".rstrip())
         lines += [f"  url      {r['url']}", f"  example  {r['example']}", f"  page     {r['page']}"]
-    emit(args, {"uploads": results}, "\n".join(lines))
-    failed = [r for r in results if r.get("status") == "failed"]
-    return 1 if failed else 0
+    if failure is None:
+        emit(args, {"uploads": results}, "\n".join(lines))
+        failed = [r for r in results if r.get("status") == "failed"]
+        return 1 if failed else 0
+    in_flight = str(paths[len(results)])
+    fate = (
+        "not confirmed (the stack may or may not have stored it: upload it again)"
+        if failure.maybe_stored
+        else "not stored"
+    )
+    summary = (
+        f"stored before the failure: {len(results)} of {len(paths)} files"
+        f"{' (listed above)' if results else ''}; {in_flight}: {fate}; not sent: "
+        f"{', '.join(not_sent) if not_sent else 'none'}"
+    )
+    emit(
+        args,
+        {
+            "uploads": results,
+            "error": str(failure),
+            "failed": {"path": in_flight, "maybe_stored": failure.maybe_stored},
+            "not_sent": not_sent,
+        },
+        "\n".join([*lines, summary]),
+    )
+    print(f"imgcdn upload: {failure}", file=sys.stderr)  # noqa: T201 - CLI output
+    return 2
 
 
 def configure_upload(subparsers: Subparsers) -> None:

@@ -11,6 +11,8 @@ from types import FrameType
 
 import structlog
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from imgcdn_aws.logs import configure_logging
 from imgcdn_aws.s3 import S3Store
@@ -24,7 +26,16 @@ from imgcdn_precompute.service import PrecomputeService
 from imgcore import DEFAULT_POLICY, Policy
 from imgcore.storage import LocalStore, ObjectStore
 
-__all__ = ["LOCAL_BUCKETS", "build_stack", "serve"]
+__all__ = [
+    "LOCAL_BUCKETS",
+    "MAX_REQUEST_HEAD_BYTES",
+    "MAX_URL_BYTES",
+    "EdgeBoundedProtocol",
+    "build_stack",
+    "routable",
+    "serve",
+    "server_config",
+]
 
 LOCAL_BUCKETS = ("imgcdn-local-originals", "imgcdn-local-derivatives")
 LOCAL_AUDIT_BUCKET = "imgcdn-local-audit"
@@ -121,6 +132,121 @@ def build_stack(
     return stack
 
 
+MAX_URL_BYTES = 8_192
+"""CloudFront's longest URL (path and query): a longer request line is answered 414."""
+MAX_REQUEST_HEAD_BYTES = 20_480
+"""CloudFront's longest request without its body (request line and headers): else 431."""
+_HEAD_READ_BOUND = 2 * MAX_REQUEST_HEAD_BYTES
+"""Bytes of a request head read before refusing it unparsed: bounds the memory of one head
+(the exact sizes are checked once the head is complete; this only stops a head that never is)."""
+
+
+class EdgeBoundedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing request heads CloudFront would refuse.
+
+    A URL over `MAX_URL_BYTES` is answered 414 and a head over `MAX_REQUEST_HEAD_BYTES` 431,
+    before the app sees them; a head that keeps growing is refused after `_HEAD_READ_BOUND`
+    bytes instead of being buffered whole (a 64 MB header once was). The connection closes
+    after a refusal, as the request's end is unknown.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        """As uvicorn's protocol."""
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._in_head = True
+        self._head_read = 0
+        self._refused = False
+
+    def on_message_begin(self) -> None:
+        """A new request: its head is counted from here."""
+        super().on_message_begin()
+        self._in_head, self._head_read = True, 0
+
+    def data_received(self, data: bytes) -> None:
+        """Parse as uvicorn does, refusing a head that grows past the read bound."""
+        if self._refused:
+            return
+        super().data_received(data)
+        if self._in_head and not self._refused:
+            self._head_read += len(data)
+            if len(self.url) > MAX_URL_BYTES:
+                self._refuse(414, f"URL is over {MAX_URL_BYTES:,} bytes")
+            elif self._head_read > _HEAD_READ_BOUND:
+                self._refuse(431, f"request headers are over {MAX_REQUEST_HEAD_BYTES:,} bytes")
+
+    def on_headers_complete(self) -> None:
+        """Check the head's exact size, then hand the request on as uvicorn does."""
+        self._in_head = False
+        method = self.parser.get_method()
+        url_bytes = len(self.url)
+        # "GET /path?query HTTP/1.1\r\n", then "name: value\r\n" per header, then "\r\n".
+        head = len(method) + url_bytes + 12
+        head += sum(len(name) + len(value) + 4 for name, value in self.headers) + 2
+        if url_bytes > MAX_URL_BYTES:
+            self._refuse(414, f"URL is {url_bytes:,} bytes")
+        elif head > MAX_REQUEST_HEAD_BYTES:
+            self._refuse(431, f"request line and headers are {head:,} bytes")
+        else:
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        """Drop the body of a refused request."""
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        """Nothing more for a refused request."""
+        if not self._refused:
+            super().on_message_complete()
+
+    def _refuse(self, status: int, what: str) -> None:
+        self._refused = True
+        limits = (
+            f"allowed: a URL of at most {MAX_URL_BYTES:,} bytes and a request line with headers "
+            f"of at most {MAX_REQUEST_HEAD_BYTES:,} bytes (CloudFront's limits)"
+        )
+        body = f"{what}; {limits}\n".encode("ascii")
+        reason = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}[status]
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\n" % (status, reason)
+            + b"content-type: text/plain; charset=utf-8\r\n"
+            + b"cache-control: no-store\r\n"
+            + b"content-length: %d\r\n" % len(body)
+            + b"connection: close\r\n\r\n"
+            + body
+        )
+        log.warning("request_refused", status=status, reason=what)
+        self.transport.close()
+
+
+def routable(app: ASGIApp) -> ASGIApp:
+    """`app` with every path routable, so the viewer-request rules answer it, not the router.
+
+    The routes match the decoded `path` with `.*`, which stops at a line feed: a path with
+    `%0A` fell through to a bare 404 where the Function answers 400. Handlers read `raw_path`
+    (as sent), so the decoded path is only routed; line feeds in it are routed as `%0A` text.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "\n" in scope.get("path", ""):
+            scope = {**scope, "path": scope["path"].replace("\n", "%0A")}
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def server_config(stack: Stack) -> uvicorn.Config:
+    """How `serve` runs `stack`'s app: bounded request heads, every path routed, quiet logs."""
+    return uvicorn.Config(
+        routable(create_app(stack)),
+        http=EdgeBoundedProtocol,
+        log_level="warning",
+        access_log=False,  # imgcdn_local.app.RequestLog writes one structured line per request
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, ending with status 0 after a graceful stop on SIGINT/SIGTERM.
 
@@ -163,14 +289,7 @@ def serve(
         workers=workers,
         key_groups=key_groups,
     )
-    config = uvicorn.Config(
-        create_app(stack),
-        log_level="warning",
-        access_log=False,  # imgcdn_local.app.RequestLog writes one structured line per request
-        timeout_graceful_shutdown=10,
-        lifespan="on",
-    )
-    server = _Server(config)
+    server = _Server(server_config(stack))
     where = s3_endpoint or str(data_dir.resolve())
     print(f"imgcdn dev: serving {base_url}/ (data: {where}); Ctrl-C stops", flush=True)  # noqa: T201
     # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests, runs lifespan end.

@@ -44,13 +44,16 @@ class KeyGroups:
             return None
         return segments[2] if segments[2] in self.tenants else None
 
-    def check(self, url: str, path: str, now: datetime | None = None) -> None:
+    def check(
+        self, url: str, path: str, now: datetime | None = None, *, viewer_ip: str | None = None
+    ) -> None:
         """Refuse `url` as CloudFront would when its path is a signed tenant's.
 
         Args:
             url: The full URL the viewer asked for (scheme, host, raw path and raw query).
             path: Its raw path (picks the behaviour).
             now: The time to check against (default: now).
+            viewer_ip: The viewer's address, for a policy's `IpAddress` condition.
 
         Raises:
             SignatureRejected: The path is a signed tenant's and the signature is missing,
@@ -58,7 +61,7 @@ class KeyGroups:
         """
         tenant = self.tenant_of(path)
         if tenant is not None:
-            verify_signed_url(url, self.tenants[tenant], now)
+            verify_signed_url(url, self.tenants[tenant], now, viewer_ip=viewer_ip)
 
 
 def parse_signed_tenant(spec: str) -> tuple[str, str, bytes]:

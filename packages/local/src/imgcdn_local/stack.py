@@ -239,7 +239,12 @@ class Stack:
     # -- delivery -----------------------------------------------------------------------------
 
     async def fetch(
-        self, path: str, query: str, accept: str | None, origin: str | None = None
+        self,
+        path: str,
+        query: str,
+        accept: str | None,
+        origin: str | None = None,
+        viewer_ip: str | None = None,
     ) -> FetchResult:
         """Answer one viewer request for an image.
 
@@ -249,12 +254,13 @@ class Stack:
             accept: The `Accept` header.
             origin: The scheme and host the viewer asked (a signed URL covers them); default:
                 the stack's base URL.
+            viewer_ip: The viewer's address (a signed policy may limit it).
         """
         started = time.perf_counter()
         url = f"{self.base_url if origin is None else origin}{path}{'?' + query if query else ''}"
         try:
             # A trusted key group is checked before the Function and the cache (R17).
-            self.key_groups.check(url, path)
+            self.key_groups.check(url, path, viewer_ip=viewer_ip)
         except SignatureRejected as exc:
             return self._count(self._signature_error(exc))
         try:
@@ -380,9 +386,13 @@ class Stack:
         # put can never leave an original that nothing will render. Until the put is done it
         # names no S3 version, so a replay reads whatever the key holds then.
         write_atomic(marker, s3_notification(self.originals_bucket, key, **extra).encode())
-        with self._key_lock(key):
-            self.originals.put(key, data, metadata={CONTENT_VERSION_METADATA: version})
-            version_id = self._version_id_of(key, version)
+        try:
+            with self._key_lock(key):
+                self.originals.put(key, data, metadata={CONTENT_VERSION_METADATA: version})
+                version_id = self._version_id_of(key, version)
+        except BaseException:
+            self._drop_marker_unless_stored(marker, key, version)
+            raise
         if version_id is not None:
             extra["versionId"] = version_id
         body = s3_notification(self.originals_bucket, key, **extra)
@@ -440,6 +450,21 @@ class Stack:
                 return found
         log.warning("upload_version_not_found", key=key, version=version)
         return None
+
+    def _drop_marker_unless_stored(self, marker: Path, key: str, version: str) -> None:
+        """After a failed put: the marker goes unless these bytes are stored all the same.
+
+        A put is atomic, so the key holds these bytes (a failure after the write: keep the
+        marker, the next start renders them) or not (nothing to render: a marker left behind
+        would only be replayed against whatever the key holds then). When the store cannot
+        even say which, the marker stays: a replay renders nothing twice (R18).
+        """
+        try:
+            info = self.originals.head(key)
+        except Exception:  # noqa: BLE001 - unknown: keeping the marker is the safe answer
+            return
+        if info is None or info.metadata.get(CONTENT_VERSION_METADATA) != version:
+            marker.unlink(missing_ok=True)
 
     def _marker(self, key: str, etag: str) -> Path:
         # Named by key and bytes, so the marker written before the put is the one replaced after.
