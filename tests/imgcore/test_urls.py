@@ -89,3 +89,18 @@ def test_build_url_keeps_the_aspect_ratio_and_folds_dpr_in() -> None:
     assert canonicalize("w=640&h=427&fit=pad").variant == "w640-h427-pad-q80.jpeg"
     assert build_url("acme", "x", V, w=300, fit="pad", g="attention") == f"/img/acme/x/{V}?w=320"
     assert build_url("acme", "x", V, w=300, h=200, g="centre") == f"/img/acme/x/{V}?w=320&h=213"
+
+
+def test_density_srcset_folds_each_dpr_rung_into_the_box() -> None:
+    from imgcore.urls import density_srcset
+
+    base = f"/img/acme/x/{V}"
+    assert density_srcset("acme", "x", V, w=320) == (
+        f"{base}?w=320 1x, {base}?w=480 1.5x, {base}?w=640 2x, {base}?w=960 3x"
+    )
+    assert density_srcset("acme", "x", V, w=300, h=200, fit="pad") == (
+        f"{base}?w=320&h=213&fit=pad 1x, {base}?w=480&h=320&fit=pad 1.5x, "
+        f"{base}?w=640&h=427&fit=pad 2x, {base}?w=960&h=640&fit=pad 3x"
+    )
+    # Past the largest breakpoint every density is the same URL: offered once.
+    assert density_srcset("acme", "x", V, w=2560) == f"{base}?w=2560 1x"

@@ -80,6 +80,11 @@ FORMATS = st.one_of(
     st.sampled_from(["jpeg", "jpg", "JPG", "png", "webp", "avif", "auto", "AUTO", "gif", ""]),
     ANYTHING,
 )
+DPRS = st.one_of(st.sampled_from([1, 1.5, 2, 3, 0.5, 7, 0, -1]), ANYTHING)
+SHAPES = st.one_of(
+    st.sampled_from(["cover", "contain", "pad", "PAD", "center", "centre", "attention", "x"]),
+    ANYTHING,
+)
 CLASSES = st.one_of(st.sampled_from([*ContentClass, "img", "ugc", "Img", "x"]), ANYTHING)
 IDS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
 
@@ -92,12 +97,32 @@ def _kwargs(w: object, h: object, fmt: object, q: object, cls: object) -> dict[s
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(w=NUMBERS, h=NUMBERS, fmt=FORMATS, q=NUMBERS, cls=CLASSES, image_id=IDS)
+@given(
+    w=NUMBERS,
+    h=NUMBERS,
+    fmt=FORMATS,
+    q=NUMBERS,
+    cls=CLASSES,
+    image_id=IDS,
+    dpr=DPRS,
+    fit=SHAPES,
+    g=SHAPES,
+)
 def test_every_built_url_canonicalizes_to_itself(
-    *, w: object, h: object, fmt: object, q: object, cls: object, image_id: str
+    *,
+    w: object,
+    h: object,
+    fmt: object,
+    q: object,
+    cls: object,
+    image_id: str,
+    dpr: object,
+    fit: object,
+    g: object,
 ) -> None:
+    shape = {"dpr": dpr, "fit": fit, "g": g}
     try:
-        url = build_url("acme", image_id, V, **_kwargs(w, h, fmt, q, cls))
+        url = build_url("acme", image_id, V, **_kwargs(w, h, fmt, q, cls), **shape)
     except InvalidRequest:
         return  # wrong input is a typed error (InvalidKey for an id the layout refuses)
     parts = urlsplit(url)
@@ -109,6 +134,8 @@ def test_every_built_url_canonicalizes_to_itself(
         V,
         w=derivative.params.w,
         h=derivative.params.h,
+        fit=derivative.params.fit.value if "fit" in sent else None,
+        g=derivative.params.g.value if "g" in sent else None,
         fmt=derivative.params.fmt.value if "fmt" in sent else None,
         q=derivative.params.q if "q" in sent else None,
         base_url=BASE,

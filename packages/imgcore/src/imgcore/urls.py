@@ -15,6 +15,7 @@ from imgcore.params import (
     _breakpoints_text,
     _choice,
     _dpr_text,
+    _number_text,
     _quality_text,
     _requested_format,
     snap_box,
@@ -25,7 +26,14 @@ from imgcore.params import (
 )
 from imgcore.policy import AUTO, DEFAULT_POLICY, OutputFormat, Policy
 
-__all__ = ["PARAM_CHECKS", "SrcsetEntry", "build_url", "srcset", "srcset_entries"]
+__all__ = [
+    "PARAM_CHECKS",
+    "SrcsetEntry",
+    "build_url",
+    "density_srcset",
+    "srcset",
+    "srcset_entries",
+]
 
 
 # --- per-parameter checks: what a caller may pass, turned into what the edge would keep ------
@@ -318,3 +326,52 @@ def srcset(
             policy=policy,
         )
     )
+
+
+def density_srcset(
+    tenant: str,
+    image_id: str,
+    version: str,
+    *,
+    w: int | None = None,
+    h: int | None = None,
+    fit: str | None = None,
+    g: str | None = None,
+    fmt: str | None = None,
+    q: int | None = None,
+    base_url: str = "",
+    content_class: ContentClass | str = ContentClass.STANDARD,
+    policy: Policy = DEFAULT_POLICY,
+) -> str:
+    """A density-described `srcset` for an image shown at a fixed CSS size: one candidate per
+    rung of the policy's `dprs` (`1x`, `1.5x`, `2x`, `3x`), built with `dpr` folded into the box.
+
+    Rungs whose box snaps to the same URL as a smaller rung are left out (past the largest
+    breakpoint every density asks for the same pixels), so the browser never downloads one
+    image under two names.
+
+    Returns:
+        `"{url} 1x, {url} 1.5x, ..."`; the `1x` URL is what `build_url` gives for `w` and `h`.
+    """
+    candidates: list[str] = []
+    seen: set[str] = set()
+    for density in policy.dprs:
+        url = build_url(
+            tenant,
+            image_id,
+            version,
+            w=w,
+            h=h,
+            dpr=density,
+            fit=fit,
+            g=g,
+            fmt=fmt,
+            q=q,
+            base_url=base_url,
+            content_class=content_class,
+            policy=policy,
+        )
+        if url not in seen:
+            seen.add(url)
+            candidates.append(f"{url} {_number_text(density)}x")
+    return ", ".join(candidates)
