@@ -44,16 +44,17 @@ class Stores:
     originals: ObjectStore
     derivatives: ObjectStore
     description: dict[str, str]
+    audit: ObjectStore
 
 
 def _stores(data_dir: Path, s3_endpoint: str | None) -> Stores:
     if s3_endpoint is None:
         folders = {n: str((data_dir / n).resolve()) for n in ("originals", "derivatives", "audit")}
-        LocalStore(data_dir / "audit", versioned=True)  # created now, written by takedowns
         return Stores(
             LocalStore(data_dir / "originals", versioned=True),
             LocalStore(data_dir / "derivatives"),
             {"kind": "local", **folders},
+            LocalStore(data_dir / "audit", versioned=True),  # created now, written by takedowns
         )
     originals, derivatives, audit = (
         S3Store(b, endpoint_url=s3_endpoint) for b in (*LOCAL_BUCKETS, LOCAL_AUDIT_BUCKET)
@@ -73,7 +74,7 @@ def _stores(data_dir: Path, s3_endpoint: str | None) -> Stores:
         "derivatives": derivatives.bucket,
         "audit": audit.bucket,
     }
-    return Stores(originals, derivatives, described)
+    return Stores(originals, derivatives, described, audit)
 
 
 def _fallback(stores: Stores, policy: Policy) -> Fallback:
@@ -116,6 +117,7 @@ def build_stack(
             "policy": policy.model_dump(mode="json"),
         },
         key_groups=key_groups,
+        audit=stores.audit,
     )
     queue.set_on_done(stack.message_done)
     return stack

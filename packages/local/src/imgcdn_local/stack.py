@@ -180,6 +180,8 @@ class Counters:
     """Viewer requests answered with an expired copy because the origin group failed."""
     uploads: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    fallback_ms: float = 0.0
+    """Total time of the fallback invocations (on-demand renders), milliseconds."""
 
 
 class Stack:
@@ -199,14 +201,17 @@ class Stack:
         base_url: str = "",
         description: Mapping[str, Any] | None = None,
         key_groups: KeyGroups | None = None,
+        audit: ObjectStore | None = None,
     ) -> None:
         """Wire the stack to its stores, the fallback handler and the precompute queue.
 
         `description` is what `GET /_admin/stack` tells a client such as `imgcdn takedown`:
-        where the stores are, the audit store, the render window.
+        where the stores are, the audit store, the render window. `audit` is that audit store,
+        for the console's takedown button.
         """
         self.originals = originals
         self.derivatives = derivatives
+        self.audit = audit
         self.fallback = fallback
         self.queue = queue
         self.originals_bucket = originals_bucket
@@ -348,7 +353,11 @@ class Stack:
 
     def _call_fallback(self, uri: str) -> CachedResponse:
         self.counters.fallback_invocations += 1
-        answer = self.fallback(function_url_event("GET", uri, {"accept": "*/*"}))
+        started = time.perf_counter()
+        try:
+            answer = self.fallback(function_url_event("GET", uri, {"accept": "*/*"}))
+        finally:
+            self.counters.fallback_ms += (time.perf_counter() - started) * 1000
         raw = answer.get("body") or ""
         body = base64.b64decode(raw) if answer.get("isBase64Encoded") else str(raw).encode()
         headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
@@ -582,6 +591,10 @@ class Stack:
             "cached_objects": len(self.cache),
             "pending_uploads": len(list(self._pending.glob("*.json"))),
             "dead_letters": len(self.queue.dead_letters),
+            "queue_depth": self.queue.depth,
+            "precompute_renders": self.queue.processed,
+            "precompute_ms": round(self.queue.process_ms, 1),
+            "fallback_ms": round(c.fallback_ms, 1),
             "by_status": {str(k): v for k, v in sorted(c.by_status.items())},
         }
 
