@@ -2,8 +2,9 @@
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
-const el = (tag, props = {}, ...children) => {
+const el = (tag, { dataset = {}, ...props } = {}, ...children) => {
   const node = Object.assign(document.createElement(tag), props);
+  Object.assign(node.dataset, dataset);
   node.append(...children);
   return node;
 };
