@@ -192,6 +192,27 @@ def test_sigint_stops_cleanly_and_upload_cli_talks_to_the_stack(
     assert stack.stop(signal.SIGINT) == 0
 
 
+def test_upload_finds_the_stack_from_its_data_folder_and_prints_a_line_per_file(
+    start_stack: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "found"
+    stack = start_stack(data, "--log-json")
+    assert json.loads((data / "stack.json").read_text())["url"] == stack.base_url
+    sources = []
+    for name in ("a.png", "b.png"):
+        sources.append(tmp_path / name)
+        sources[-1].write_bytes(_small_png())
+    done = subprocess.run(
+        [sys.executable, "-m", "imgcore.cli", "upload", *map(str, sources), "--tenant", "cli",
+         "--data", str(data)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.count("status   complete: ") == 2, done.stdout
+    assert f"url      {stack.base_url}/img/cli/a.png/" in done.stdout
+    assert stack.stop() == 0
+    assert not (data / "stack.json").exists()  # a stopped stack is not found again
+
+
 def _manifest_path(data: Path, cls: str, image_id: str, version: str) -> Path:
     return data / "derivatives" / "objects" / cls / "demo" / image_id / version / "manifest.json"
 
