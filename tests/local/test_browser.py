@@ -63,10 +63,13 @@ def _photo(path: Path, hue: int) -> Path:
     return path
 
 
-def _shoot(page: Page, name: str) -> None:
+def _shoot(page: Page, name: str, focus: str | None = None) -> None:
+    """The whole page into artifacts/; the viewport (at `focus`) into docs/ when asked to."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True, scale="css")
     if os.environ.get("IMGCDN_UPDATE_SCREENSHOTS") == "1":
+        if focus:
+            page.eval_on_selector(focus, "e => e.scrollIntoView({block: 'center'})")
         page.screenshot(path=str(DOCS / f"{name}.png"), full_page=False, scale="css")
 
 
@@ -133,7 +136,7 @@ def _image_page(page: Page) -> dict[str, Any]:
         "canonical": page.inner_text("#canonical"),
         "key": page.inner_text("#s3key"),
     }
-    _shoot(page, "console-image")
+    _shoot(page, "console-image", focus="#playground")
     page.fill("#takedown input[name=reason]", "DMCA notice 42")
     page.fill("#takedown input[name=actor]", "legal@example.com")
     page.click("#takedown button")
