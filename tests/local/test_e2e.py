@@ -20,6 +20,7 @@ from PIL import Image
 
 from imgcdn_local.headers import HSTS_MAX_AGE_S
 from imgcore import content_version
+from imgcore.params import PARAM_NAMES
 from imgcore.storage import LocalStore
 
 CHROME = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
@@ -374,3 +375,39 @@ def test_the_stack_runs_on_an_s3_endpoint(start_stack: Any, moto_endpoint: str) 
     health = stack.health()
     assert health["fallback_invocations"] == 1
     assert stack.get(f"{path}?w=300&h=300&fmt=png").headers["x-cache"] == "Hit"
+
+
+def test_the_console_is_served_and_its_takedown_refuses_a_cross_site_post(
+    start_stack: Any,
+) -> None:
+    stack = start_stack()
+    icon = stack.get("/favicon.ico")
+    assert (icon.status, icon.headers["content-type"]) == (200, "image/x-icon")
+    script = stack.get("/_console/static/console.js")
+    assert (script.status, script.headers["content-type"].split(";")[0]) == (
+        200,
+        "text/javascript",
+    )
+    assert stack.get("/_console/static/stack.py").status == 404  # only the console's files
+    assert stack.get("/_console/static/../stack.py").status == 400  # the Function's, no file
+    params = json.loads(stack.get("/_console/api/params").body)
+    assert [p["name"] for p in params["params"]] == list(PARAM_NAMES)
+    stack.get("/img/demo/x.jpg/0123456789abcdef?w=320")  # a viewer request: a miss, a 404
+    stats = json.loads(stack.get("/_console/api/stats").body)
+    # Two viewer requests: the `..` path (the Function's 400) and this miss.
+    assert (stats["requests"], stats["misses"], stats["queue_depth"]) == (2, 1, 0)
+    body = json.dumps({"target": "demo/x.jpg", "reason": "r", "actor": "a"}).encode()
+    simple = stack.request("POST", "/_console/api/takedown", body, {"content-type": "text/plain"})
+    assert simple.status == 415
+    foreign = stack.request(
+        "POST",
+        "/_console/api/takedown",
+        body,
+        {"content-type": "application/json", "origin": "https://evil.example"},
+    )
+    assert foreign.status == 403
+    refused = stack.request(
+        "POST", "/_console/api/takedown", b"{}", {"content-type": "application/json"}
+    )
+    assert refused.status == 400
+    assert b"allowed" in refused.body

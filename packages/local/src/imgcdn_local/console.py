@@ -241,6 +241,13 @@ def console_routes(stack: Stack, run: Any) -> list[Route]:
     async def takedown(request: Request) -> Response:
         if not is_loopback(request):
             return _text(403, "takedowns are accepted from loopback only")
+        # JSON only, and only from the console's own pages: another site open in the same
+        # browser can send a simple cross-origin POST to 127.0.0.1, but never with this type.
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return _text(415, "the body must be sent as application/json")
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+            return _text(403, f"takedowns are accepted from this console only, not {origin}")
         try:
             body = json.loads(await request.body())
             report = await run(take_down_here, stack, body)

@@ -243,7 +243,11 @@ function setUpTakedown() {
       reason: form.elements.reason.value,
       actor: form.elements.actor.value,
     };
-    const response = await fetch("/_console/api/takedown", { method: "POST", body: JSON.stringify(body) });
+    const response = await fetch("/_console/api/takedown", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     if (response.ok) {
       const report = await response.json();
       form.dataset.state = report.complete ? "complete" : "incomplete";
