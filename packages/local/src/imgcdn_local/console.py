@@ -90,8 +90,7 @@ def _canonical_url(
         if name not in accepted:
             rest.append((name, value))
             continue
-        annotation = str(accepted[name].annotation)
-        kwargs[name] = int(value) if "int" in annotation and value.isdigit() else value
+        kwargs[name] = _typed(value, str(accepted[name].annotation))
     url = build_url(
         image.tenant,
         image.image_id,
@@ -104,6 +103,17 @@ def _canonical_url(
     if rest:
         url += ("&" if "?" in url else "?") + urlencode(rest)
     return url, image, version
+
+
+def _typed(value: str, annotation: str) -> Any:
+    """`value` as the number `build_url` takes for that parameter, when it is one."""
+    for kind in (int, float):
+        if kind.__name__ in annotation:
+            try:
+                return kind(value)
+            except ValueError:
+                continue
+    return value
 
 
 def playground_answer(
