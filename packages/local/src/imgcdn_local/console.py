@@ -42,7 +42,14 @@ from imgcore.keys import parse_public_path
 from imgcore.manifest import Manifest
 from imgcore.params import PARAM_NAMES
 
-__all__ = ["console_routes", "console_stats", "gallery_page", "image_page", "param_choices"]
+__all__ = [
+    "console_routes",
+    "console_stats",
+    "gallery_page",
+    "image_page",
+    "param_choices",
+    "playground_answer",
+]
 
 STATIC = files("imgcdn_local") / "console_static"
 STATIC_PREFIX = "/_console/static/"
