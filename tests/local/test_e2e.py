@@ -342,7 +342,8 @@ def test_each_request_writes_one_structured_log_line(start_stack: Any) -> None:
 
 def test_paths_outside_the_image_prefixes_get_the_functions_answer(start_stack: Any) -> None:
     stack = start_stack()
-    for target in ("/favicon.ico", "/static/app.js", "/img", "/other/demo/x.jpg/0123456789abcdef"):
+    # (`/favicon.ico` is the console's: see test_the_console_is_served_and_...)
+    for target in ("/static/app.js", "/img", "/other/demo/x.jpg/0123456789abcdef"):
         answer = stack.get(target)
         assert (answer.status, answer.headers["x-cache"]) == (400, "FunctionGeneratedResponse")
         assert answer.headers["cache-control"] == "public, max-age=10"
