@@ -20,6 +20,7 @@ from PIL import Image
 
 from imgcdn_local.headers import HSTS_MAX_AGE_S
 from imgcore import content_version
+from imgcore.params import PARAM_NAMES
 from imgcore.storage import LocalStore, encode_local_key
 
 CHROME = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
@@ -193,6 +194,27 @@ def test_sigint_stops_cleanly_and_upload_cli_talks_to_the_stack(
     assert stack.stop(signal.SIGINT) == 0
 
 
+def test_upload_finds_the_stack_from_its_data_folder_and_prints_a_line_per_file(
+    start_stack: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "found"
+    stack = start_stack(data, "--log-json")
+    assert json.loads((data / "stack.json").read_text())["url"] == stack.base_url
+    sources = []
+    for name in ("a.png", "b.png"):
+        sources.append(tmp_path / name)
+        sources[-1].write_bytes(_small_png())
+    done = subprocess.run(
+        [sys.executable, "-m", "imgcore.cli", "upload", *map(str, sources), "--tenant", "cli",
+         "--data", str(data)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.count("status   complete: ") == 2, done.stdout
+    assert f"url      {stack.base_url}/img/cli/a.png/" in done.stdout
+    assert stack.stop() == 0
+    assert not (data / "stack.json").exists()  # a stopped stack is not found again
+
+
 def _manifest_path(data: Path, cls: str, image_id: str, version: str) -> Path:
     key = f"{cls}/demo/{image_id}/{version}/manifest.json"
     return data.joinpath("derivatives", "objects", *encode_local_key(key))
@@ -322,7 +344,8 @@ def test_each_request_writes_one_structured_log_line(start_stack: Any) -> None:
 
 def test_paths_outside_the_image_prefixes_get_the_functions_answer(start_stack: Any) -> None:
     stack = start_stack()
-    for target in ("/favicon.ico", "/static/app.js", "/img", "/other/demo/x.jpg/0123456789abcdef"):
+    # (`/favicon.ico` is the console's: see test_the_console_is_served_and_...)
+    for target in ("/static/app.js", "/img", "/other/demo/x.jpg/0123456789abcdef"):
         answer = stack.get(target)
         assert (answer.status, answer.headers["x-cache"]) == (400, "FunctionGeneratedResponse")
         assert answer.headers["cache-control"] == "public, max-age=10"
@@ -355,3 +378,39 @@ def test_the_stack_runs_on_an_s3_endpoint(start_stack: Any, moto_endpoint: str) 
     health = stack.health()
     assert health["fallback_invocations"] == 1
     assert stack.get(f"{path}?w=300&h=300&fmt=png").headers["x-cache"] == "Hit"
+
+
+def test_the_console_is_served_and_its_takedown_refuses_a_cross_site_post(
+    start_stack: Any,
+) -> None:
+    stack = start_stack()
+    icon = stack.get("/favicon.ico")
+    assert (icon.status, icon.headers["content-type"]) == (200, "image/x-icon")
+    script = stack.get("/_console/static/console.js")
+    assert (script.status, script.headers["content-type"].split(";")[0]) == (
+        200,
+        "text/javascript",
+    )
+    assert stack.get("/_console/static/stack.py").status == 404  # only the console's files
+    assert stack.get("/_console/static/../stack.py").status == 400  # the Function's, no file
+    params = json.loads(stack.get("/_console/api/params").body)
+    assert [p["name"] for p in params["params"]] == list(PARAM_NAMES)
+    stack.get("/img/demo/x.jpg/0123456789abcdef?w=320")  # a viewer request: a miss, a 404
+    stats = json.loads(stack.get("/_console/api/stats").body)
+    # Two viewer requests: the `..` path (the Function's 400) and this miss.
+    assert (stats["requests"], stats["misses"], stats["queue_depth"]) == (2, 1, 0)
+    body = json.dumps({"target": "demo/x.jpg", "reason": "r", "actor": "a"}).encode()
+    simple = stack.request("POST", "/_console/api/takedown", body, {"content-type": "text/plain"})
+    assert simple.status == 415
+    foreign = stack.request(
+        "POST",
+        "/_console/api/takedown",
+        body,
+        {"content-type": "application/json", "origin": "https://evil.example"},
+    )
+    assert foreign.status == 403
+    refused = stack.request(
+        "POST", "/_console/api/takedown", b"{}", {"content-type": "application/json"}
+    )
+    assert refused.status == 400
+    assert b"allowed" in refused.body

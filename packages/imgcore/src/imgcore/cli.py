@@ -43,9 +43,23 @@ def emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
         print(text)  # noqa: T201 - CLI output
 
 
+_SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp", ".avif": "avif"}
+"""Output file name endings that name a format: `-o x.png` without `--fmt` renders PNG."""
+
+
+def _format_named_by(output: str | None) -> str | None:
+    """The format an output file name's ending names, or None (a folder, no or another ending)."""
+    if output is None or output.endswith(("/", os.sep)) or Path(output).is_dir():
+        return None
+    return _SUFFIX_FORMATS.get(Path(output).suffix.lower())
+
+
 def _run_render(args: argparse.Namespace) -> int:
     from imgcore import pixels  # noqa: PLC0415 - libvips loads only for commands that need it
 
+    named = _format_named_by(args.output)
+    if named is not None and args.fmt is None:
+        args.fmt = named
     # Encoded, so each option is one value: `--fmt 'webp&q=5'` is the format "webp&q=5" (a 400),
     # never a smuggled second parameter.
     query = urlencode(
@@ -56,6 +70,13 @@ def _run_render(args: argparse.Namespace) -> int:
         ]
     )
     params = canonicalize(query, accept=args.accept)
+    if named is not None and params.fmt.value != named:
+        msg = (
+            f"-o {args.output} names a {named} file but --fmt {args.fmt} renders "
+            f"{params.fmt.value}; allowed: --fmt {named}, or an output name ending "
+            f".{params.fmt.value}, or a folder"
+        )
+        raise ImgcoreError(msg)
     source = Path(args.source)
     data = source.read_bytes()
     started = time.perf_counter()
@@ -109,7 +130,10 @@ def configure_render(subparsers: Subparsers) -> None:
     parser.add_argument("source", help="path of the original image")
     parser.add_argument("--w", help="width in pixels (snapped up to a breakpoint)")
     parser.add_argument("--h", help="height in pixels (with --w: cover crop)")
-    parser.add_argument("--fmt", help="jpeg, png, webp, avif or auto (default: auto)")
+    parser.add_argument(
+        "--fmt",
+        help="jpeg, png, webp, avif or auto (default: the format -o's ending names, else auto)",
+    )
     parser.add_argument("--q", help="quality 1-100 (snapped up to the ladder)")
     parser.add_argument("--accept", default=None, help="Accept header used to resolve fmt=auto")
     parser.add_argument(
@@ -150,6 +174,7 @@ def configure_probe(subparsers: Subparsers) -> None:
 
 
 def _run_policy(args: argparse.Namespace) -> int:
+    # The policy is JSON either way; --json is accepted as on every other command.
     text = DEFAULT_POLICY.to_json() if args.compact else DEFAULT_POLICY.model_dump_json(indent=2)
     print(text)  # noqa: T201 - CLI output
     return 0
@@ -159,6 +184,9 @@ def configure_policy(subparsers: Subparsers) -> None:
     """Add `imgcdn policy`: the policy JSON the Function and the CDK app are generated from."""
     parser = subparsers.add_parser("policy", help="print the default policy as JSON")
     parser.add_argument("--compact", action="store_true", help="canonical one-line JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (the default: the policy is JSON)"
+    )
     parser.set_defaults(run=_run_policy)
 
 
@@ -186,14 +214,18 @@ def _run_url(args: argparse.Namespace) -> int:
 def configure_url(subparsers: Subparsers) -> None:
     """Add `imgcdn url`: canonical, optionally signed, URLs and srcsets from the shell."""
     parser = subparsers.add_parser("url", help="print a canonical (optionally signed) image URL")
-    parser.add_argument("tenant")
-    parser.add_argument("image_id")
-    parser.add_argument("version")
-    parser.add_argument("--w", type=int)
-    parser.add_argument("--h", type=int)
-    parser.add_argument("--fmt")
-    parser.add_argument("--q", type=int)
-    parser.add_argument("--base-url", default="http://127.0.0.1:8080")
+    parser.add_argument("tenant", help="tenant id (a-z, 0-9, '-')")
+    parser.add_argument("image_id", help="image id, as uploaded (may hold '/')")
+    parser.add_argument("version", help="the original's version (16 hex digits)")
+    parser.add_argument("--w", type=int, help="width in pixels (snapped up to a breakpoint)")
+    parser.add_argument("--h", type=int, help="height in pixels (with --w: cover crop)")
+    parser.add_argument("--fmt", help="jpeg, png, webp, avif or auto (default: auto, omitted)")
+    parser.add_argument("--q", type=int, help="quality 1-100 (snapped up to the ladder)")
+    parser.add_argument(
+        "--base-url",
+        default="http://127.0.0.1:8080",
+        help="scheme and host to prepend (default http://127.0.0.1:8080)",
+    )
     parser.add_argument(
         "--class",
         dest="content_class",
@@ -209,11 +241,42 @@ def configure_url(subparsers: Subparsers) -> None:
     parser.set_defaults(run=_run_url)
 
 
+class _Version(argparse.Action):
+    """`--version`: the versions on one line (argparse's own action rewraps the text)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(_versions())  # noqa: T201 - CLI output
+        parser.exit()
+
+
+def _versions() -> str:
+    """`imgcdn X.Y.Z` and the version of each installed imgcdn package."""
+    from importlib.metadata import PackageNotFoundError, distributions, version  # noqa: PLC0415
+
+    try:
+        own = version("imgcore")
+    except PackageNotFoundError:
+        own = "unknown"
+    names = sorted(
+        {
+            d.metadata["Name"]
+            for d in distributions()
+            if (d.metadata["Name"] or "").lower().startswith("imgcdn-")
+        }
+    )
+    parts = ", ".join(f"{n} {version(n)}" for n in names)
+    return f"imgcdn {own}" + (f" ({parts})" if parts else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `imgcdn` parser with every installed package's subcommands."""
     parser = argparse.ArgumentParser(
         prog="imgcdn", description="imgcdn: pre-computed, safe image delivery for AWS."
     )
+    parser.add_argument("--version", action=_Version, help="print the installed versions")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:

@@ -1,15 +1,12 @@
-"""The local stack's HTTP face: the distribution's URL space, the gallery, uploads, health.
+"""The local stack's HTTP face: the distribution's URL space, the console, uploads, health.
 
-Every path a request names is read from the ASGI scope's `raw_path`, percent-encoded as the
-client sent it and as CloudFront hands it to the Function: `scope["path"]` is already decoded,
-and decoding it a second time would turn `a%2541.jpg` into `aA.jpg`.
+Paths are read raw (see `imgcdn_local.scope.raw_path`); the console's pages and JSON endpoints
+are `imgcdn_local.console`'s routes, matched before the distribution's catch-all.
 """
 
 from __future__ import annotations
 
 import contextlib
-import html
-import ipaddress
 import json
 import time
 from collections.abc import AsyncIterator, MutableMapping
@@ -19,48 +16,24 @@ import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imgcdn_local.console import console_routes
 from imgcdn_local.headers import delivery_headers
 from imgcdn_local.invalidations import InvalidationRefused
+from imgcdn_local.scope import is_loopback, raw_path
 from imgcdn_local.stack import Stack, UploadFailed
-from imgcore import (
-    ContentClass,
-    ImageRef,
-    InvalidKey,
-    Policy,
-    build_url,
-    parse_derivative_key,
-    srcset_entries,
-)
+from imgcore import ImageRef, InvalidKey, Policy
 from imgcore.keys import parse_public_path
 from imgcore.manifest import Manifest
-from imgcore.percent import encode_path
 
 __all__ = ["RequestLog", "create_app", "raw_path"]
 
 ADMIN_PREFIX = "/_admin/originals/"
 
 log = structlog.get_logger("imgcdn.local.http")
-
-
-def raw_path(scope: Scope) -> str:
-    """The request's path exactly as sent: percent-encoded, never decoded.
-
-    Bytes outside ASCII (a client that sent raw UTF-8) are percent-encoded, as a browser would
-    have; a server that gives no `raw_path` (it is optional in ASGI) gets its decoded path
-    re-encoded canonically.
-    """
-    raw = scope.get("raw_path")
-    if raw is None:
-        return encode_path(scope["path"])
-    raw = bytes(raw).partition(b"?")[0]
-    try:
-        return raw.decode("ascii")
-    except UnicodeDecodeError:
-        return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in raw)
 
 
 class RequestLog:
@@ -99,14 +72,6 @@ class RequestLog:
                 x_cache=answer["x_cache"],
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
-
-
-def _is_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def create_app(stack: Stack) -> Starlette:
@@ -151,21 +116,6 @@ def create_app(stack: Stack) -> Starlette:
             result["variants"] = len(manifest.variants)
         return JSONResponse(result, status_code=201)
 
-    async def gallery(request: Request) -> Response:
-        manifests = await _run(stack.latest)
-        return HTMLResponse(_gallery_page(manifests, stack.policy))
-
-    async def image_page(request: Request) -> Response:
-        path = raw_path(request.scope).removeprefix("/_image")
-        try:
-            image_ref, version = parse_public_path(path)
-        except InvalidKey as exc:
-            return _text(404, str(exc))
-        manifest = await _run(stack.manifest, image_ref, version)
-        if manifest is None:
-            return _text(404, f"no manifest for {image_ref.source_key} version {version} (yet)")
-        return HTMLResponse(_image_page(manifest, stack.policy))
-
     async def health(request: Request) -> Response:
         return JSONResponse(stack.health())
 
@@ -177,11 +127,10 @@ def create_app(stack: Stack) -> Starlette:
         stack.queue.stop()
 
     routes = [
-        Route("/", gallery, methods=["GET", "HEAD"]),
+        *console_routes(stack, _run),
         Route("/_health", health, methods=["GET"]),
         Route(ADMIN_PREFIX + "{rest:path}", upload, methods=["PUT"]),
         *_admin_routes(stack),
-        Route("/_image/{rest:path}", image_page, methods=["GET"]),
         Route("/{rest:path}", image, methods=["GET", "HEAD"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestLog)])
@@ -191,12 +140,12 @@ def _admin_routes(stack: Stack) -> list[Route]:
     """The stack's description and CloudFront's invalidation API, for `imgcdn takedown`."""
 
     async def describe(request: Request) -> Response:
-        if not _is_loopback(request):
+        if not is_loopback(request):
             return _text(403, "the admin API answers loopback only")
         return JSONResponse(stack.description)
 
     async def create_invalidation(request: Request) -> Response:
-        if not _is_loopback(request):
+        if not is_loopback(request):
             return _text(403, "the admin API answers loopback only")
         try:
             body = json.loads(await request.body())
@@ -210,7 +159,7 @@ def _admin_routes(stack: Stack) -> list[Route]:
         return JSONResponse({"id": inv_id, "status": status, "paths": paths}, status_code=201)
 
     async def get_invalidation(request: Request) -> Response:
-        if not _is_loopback(request):
+        if not is_loopback(request):
             return _text(403, "the admin API answers loopback only")
         inv_id = request.path_params["inv_id"]
         try:
@@ -239,7 +188,7 @@ class _Refused(Exception):
 
 async def _admit_upload(request: Request, policy: Policy) -> tuple[ImageRef, bytes]:
     """The image an admin upload names and its bytes; raises `_Refused` with the answer."""
-    if not _is_loopback(request):
+    if not is_loopback(request):
         raise _Refused(403, "uploads are accepted from loopback only")
     path = raw_path(request.scope)
     if not path.startswith(ADMIN_PREFIX):
@@ -276,89 +225,3 @@ def _image_from_admin_path(path: str) -> ImageRef:
     """`/{class}/{tenant}/{id}` (encoded, as in a public path) -> the image."""
     image_ref, _ = parse_public_path(path + "/0000000000000000")
     return image_ref
-
-
-_STYLE = """
-body{font:15px/1.4 system-ui,sans-serif;margin:2rem;background:#fafafa;color:#222}
-h1{font-size:1.4rem}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:1rem}
-figure{margin:0;background:#fff;border-radius:8px;overflow:hidden;box-shadow:0 1px 3px #0002}
-figure img{display:block;width:100%;height:auto}
-figcaption{padding:.5rem .75rem;font-size:.85rem} code{font-size:.8rem}
-table{border-collapse:collapse}
-td,th{padding:.25rem .75rem;border-bottom:1px solid #ddd;text-align:left}
-.failed{color:#a00}
-"""
-
-
-def _figure(m: Manifest, policy: Policy) -> str:
-    image_ref = m.image
-    if m.status != "complete" or not m.source_width or not m.source_height:
-        reason = html.escape(m.failure or "not rendered")
-        return (
-            f'<figure><figcaption class="failed">{html.escape(m.image_id)}: {reason}'
-            "</figcaption></figure>"
-        )
-    entries = srcset_entries(
-        m.tenant,
-        m.image_id,
-        m.version,
-        source_width=m.source_width,
-        content_class=m.content_class,
-        policy=policy,
-    )
-    srcset = ", ".join(str(e) for e in entries)
-    src = entries[min(1, len(entries) - 1)].url
-    color = m.placeholder.color if m.placeholder else "#ddd"
-    page = f"/_image{image_ref.public_path(m.version)}"
-    return (
-        f'<figure><a href="{html.escape(page)}"><img src="{html.escape(src)}" '
-        f'srcset="{html.escape(srcset)}" sizes="(max-width: 600px) 100vw, 280px" '
-        f'width="{m.source_width}" height="{m.source_height}" loading="lazy" decoding="async" '
-        f'alt="{html.escape(m.image_id)}" style="background:{color}"></a>'
-        f"<figcaption><b>{html.escape(m.tenant)}</b> / {html.escape(m.image_id)}<br>"
-        f"<code>{m.version}</code> · {m.source_width}&times;{m.source_height} · "
-        f"{len(m.variants)} variants</figcaption></figure>"
-    )
-
-
-def _gallery_page(manifests: list[Manifest], policy: Policy) -> str:
-    figures = "\n".join(_figure(m, policy) for m in manifests)
-    empty = (
-        "<p>No images yet. Upload one: "
-        "<code>uv run imgcdn upload photo.jpg --tenant demo</code></p>"
-        if not manifests
-        else ""
-    )
-    return (
-        f"<!doctype html><html lang=en><meta charset=utf-8><title>imgcdn local</title>"
-        f'<meta name=viewport content="width=device-width,initial-scale=1"><style>{_STYLE}</style>'
-        f"<h1>imgcdn — local stack</h1>{empty}<div class=grid>{figures}</div></html>"
-    )
-
-
-def _variant_url(m: Manifest, key: str, policy: Policy) -> str:
-    p = parse_derivative_key(key, policy).params
-    return build_url(
-        m.tenant, m.image_id, m.version, w=p.w, h=p.h, fmt=p.fmt.value, q=p.q,
-        content_class=m.content_class, policy=policy,
-    )  # fmt: skip
-
-
-def _image_page(m: Manifest, policy: Policy) -> str:
-    rows = "\n".join(
-        f"<tr><td><a href='{html.escape(_variant_url(m, v.key, policy))}'>"
-        f"{html.escape(v.variant)}</a></td>"
-        f"<td>{v.fmt.value}</td><td>{v.width}&times;{v.height}</td><td>{v.bytes:,}</td></tr>"
-        for v in m.variants
-    )
-    meta = json.dumps(m.model_dump(mode="json", exclude={"variants"}), indent=1)
-    cls = "ugc (takedown-eligible, 60 s TTL)" if m.content_class is ContentClass.TAKEDOWN else "img"
-    return (
-        f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(m.image_id)}</title>"
-        f"<style>{_STYLE}</style><p><a href='/'>← gallery</a></p>"
-        f"<h1>{html.escape(m.tenant)} / {html.escape(m.image_id)}</h1>"
-        f"<p>class {cls} · version <code>{m.version}</code> · status {m.status}</p>"
-        f"<table><tr><th>variant</th><th>format</th><th>size</th><th>bytes</th></tr>{rows}</table>"
-        f"<h2>manifest</h2><pre>{html.escape(meta)}</pre></html>"
-    )

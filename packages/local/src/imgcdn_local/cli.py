@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from imgcdn_local.state import STATE_FILE, find_stack
 from imgcore import ContentClass, ImageRef, ImgcoreError
 from imgcore.cli import Subparsers, emit
 from imgcore.percent import encode_path
@@ -18,6 +19,31 @@ from imgcore.percent import encode_path
 __all__ = ["UploadNotStored", "configure_dev", "configure_upload", "connection_failure"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_DATA = ".imgcdn"
+
+
+def _port(text: str) -> int:
+    """A TCP port for `--port`: 0-65535 (0: any free port)."""
+    if not text.isdigit() or int(text) > 65535:
+        msg = f"{text!r}; allowed: 1-65535, or 0 for any free port"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        msg = f"{text!r}; allowed: 1-64 worker threads"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def _endpoint(text: str) -> str:
+    from imgcdn_aws.config import ConfigError, parse_endpoint  # noqa: PLC0415 - dev only
+
+    try:
+        return parse_endpoint(text, "--s3-endpoint")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _run_dev(args: argparse.Namespace) -> int:
@@ -48,14 +74,23 @@ def configure_dev(subparsers: Subparsers) -> None:
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
-    parser.add_argument("--data", default=".imgcdn", help="data folder (default ./.imgcdn)")
     parser.add_argument(
-        "--s3-endpoint",
-        help="use this S3-compatible server for originals and derivatives instead of --data",
+        "--port", type=_port, default=8080, help="port, 0-65535 (default 8080; 0: any free)"
     )
     parser.add_argument(
-        "--render-workers", type=int, default=1, help="precompute worker threads (default 1)"
+        "--data",
+        default=DEFAULT_DATA,
+        help=f"data folder (default ./{DEFAULT_DATA}); its {STATE_FILE} tells `imgcdn upload` "
+        "where the stack listens",
+    )
+    parser.add_argument(
+        "--s3-endpoint",
+        type=_endpoint,
+        help="use this S3-compatible server (http(s)://host[:port]) for originals and "
+        "derivatives instead of --data",
+    )
+    parser.add_argument(
+        "--render-workers", type=_workers, default=1, help="precompute worker threads (default 1)"
     )
     parser.add_argument(
         "--log-json",
@@ -144,34 +179,117 @@ def _upload_one(url: str, path: Path, image: ImageRef, wait: bool) -> dict[str, 
     return result
 
 
+def _stack_url(args: argparse.Namespace) -> str:
+    """`--url`, else the stack noted in the data folder, else the default address."""
+    if args.url:
+        return str(args.url)
+    return find_stack(Path(args.data)) or DEFAULT_URL
+
+
+def _unreachable(args: argparse.Namespace, url: str, reason: object) -> ImgcoreError:
+    if args.url:
+        msg = f"cannot reach the local stack at {url} ({reason}); check --url, or start: imgcdn dev"
+    else:
+        msg = (
+            f"no local stack answers at {url} ({reason}) and {Path(args.data) / STATE_FILE} "
+            "names none running; start one with: imgcdn dev, or pass --url with the address "
+            "`imgcdn dev` printed (or --data with its data folder)"
+        )
+    return ImgcoreError(msg)
+
+
+def _check_reachable(args: argparse.Namespace, url: str) -> None:
+    """Fail in one line before the first upload when nothing answers at `url`."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/_health", timeout=10):  # noqa: S310 - the user's own stack URL
+            return
+    except urllib.error.HTTPError:
+        return  # something answers: the upload's own answer will say more
+    except (urllib.error.URLError, OSError) as exc:
+        raise _unreachable(args, url, getattr(exc, "reason", exc)) from None
+
+
+def _describe(r: dict[str, Any]) -> str:
+    lines = [f"{r['tenant']}/{r['image_id']}  version {r['version']}  ({r['bytes']:,} bytes)"]
+    if "status" in r:
+        detail = f"{r['variants']} variants" if r["status"] == "complete" else r.get("failure")
+        lines.append(f"  status   {r['status']}: {detail}")
+    lines += [f"  url      {r['url']}", f"  example  {r['example']}", f"  page     {r['page']}"]
+    return "\n".join(lines)
+
+
 def _run_upload(args: argparse.Namespace) -> int:
+    from rich.console import Console  # noqa: PLC0415 - only this command draws progress
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     paths = [Path(p) for p in args.paths]
     if args.id and len(paths) > 1:
         msg = "--id names one image; give one PATH with it"
         raise ImgcoreError(msg)
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        msg = f"not a file: {', '.join(missing)}; allowed: paths of image files"
+        raise ImgcoreError(msg)
     cls = ContentClass.TAKEDOWN if args.takedown_eligible else ContentClass.STANDARD
-    images = [ImageRef(args.tenant, args.id or path.name, cls) for path in paths]
+    images = [ImageRef(args.tenant, args.id or path.name, cls) for path in paths]  # checks ids
+    url = _stack_url(args)
+    _check_reachable(args, url)
+    console = Console(stderr=True)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+        redirect_stdout=False,
+    )
     results: list[dict[str, Any]] = []
     failure: UploadNotStored | None = None
-    for number, (path, image) in enumerate(zip(paths, images, strict=True)):
-        try:
-            results.append(_upload_one(args.url, path, image, args.wait))
-        except UploadNotStored as exc:
-            failure = exc
-            not_sent = [str(p) for p in paths[number + 1 :]]
-            break
-    lines = []
-    for r in results:
-        lines.append(
-            f"{r['tenant']}/{r['image_id']}  version {r['version']}  ({r['bytes']:,} bytes)"
-        )
-        if "status" in r:
-            lines.append(f"  status   {r['status']} {r.get('failure') or ''}".rstrip())
-        lines += [f"  url      {r['url']}", f"  example  {r['example']}", f"  page     {r['page']}"]
+    not_sent: list[str] = []
+    with progress:
+        task = progress.add_task("uploading", total=len(paths))
+        for number, (path, image) in enumerate(zip(paths, images, strict=True)):
+            doing = "rendering" if args.wait else "uploading"
+            progress.update(task, description=f"{doing} {path.name}")
+            try:
+                result = _upload_one(url, path, image, args.wait)
+            except UploadNotStored as exc:
+                failure = exc
+                not_sent = [str(p) for p in paths[number + 1 :]]
+                break
+            results.append(result)
+            if not args.json and console.is_terminal and sys.stdout.isatty():
+                # One screen: the line goes above the bar, which rich redraws below it.
+                progress.console.print(_describe(result), highlight=False, soft_wrap=True)
+            elif not args.json:  # a line per file as it completes, on stdout
+                print(_describe(result), flush=True)  # noqa: T201 - CLI output
+            progress.advance(task)
     if failure is None:
-        emit(args, {"uploads": results}, "\n".join(lines))
+        if args.json:
+            emit(args, {"url": url, "uploads": results}, "")
         failed = [r for r in results if r.get("status") == "failed"]
         return 1 if failed else 0
+    return _report_failure(args, paths, results, failure, not_sent)
+
+
+def _report_failure(
+    args: argparse.Namespace,
+    paths: list[Path],
+    results: list[dict[str, Any]],
+    failure: UploadNotStored,
+    not_sent: list[str],
+) -> int:
+    """Say which files were stored before the stack failed, which is in doubt, which unsent."""
     in_flight = str(paths[len(results)])
     fate = (
         "not confirmed (the stack may or may not have stored it: upload it again)"
@@ -191,7 +309,7 @@ def _run_upload(args: argparse.Namespace) -> int:
             "failed": {"path": in_flight, "maybe_stored": failure.maybe_stored},
             "not_sent": not_sent,
         },
-        "\n".join([*lines, summary]),
+        summary,
     )
     print(f"imgcdn upload: {failure}", file=sys.stderr)  # noqa: T201 - CLI output
     return 2
@@ -202,7 +320,10 @@ def configure_upload(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "upload",
         help="upload originals to a running local stack and print their URLs",
-        description="Upload each PATH as {class}/{tenant}/{id}; prints the version and URLs.",
+        description=(
+            "Upload each PATH as {class}/{tenant}/{id}; prints a line per file as it completes "
+            "(its version, status and URLs), with a progress bar on a terminal."
+        ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files")
     parser.add_argument("--tenant", required=True, help="tenant id (a-z, 0-9, '-')")
@@ -212,7 +333,15 @@ def configure_upload(subparsers: Subparsers) -> None:
         action="store_true",
         help="serve under /ugc/ with a 60 s TTL, so a takedown takes effect within a minute",
     )
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"the stack (default {DEFAULT_URL})")
+    parser.add_argument(
+        "--url",
+        help=f"the stack (default: the one running on --data, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--data",
+        default=DEFAULT_DATA,
+        help=f"the data folder of the `imgcdn dev` to use (default ./{DEFAULT_DATA})",
+    )
     parser.add_argument(
         "--no-wait",
         dest="wait",

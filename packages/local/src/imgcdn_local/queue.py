@@ -89,6 +89,10 @@ class PrecomputeQueue:
         self._idle = threading.Condition()
         self._in_flight = 0
         self._on_done = on_done
+        self.processed = 0
+        """Deliveries the worker finished (each renders one original's standard set)."""
+        self.process_ms = 0.0
+        """Their total time in the worker, milliseconds."""
 
     def set_on_done(self, callback: Callable[[str], None]) -> None:
         """Call `callback(body)` when a message is processed or dead-lettered."""
@@ -115,6 +119,12 @@ class PrecomputeQueue:
         """Wait until every message is processed or dead-lettered; False on timeout."""
         with self._idle:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    @property
+    def depth(self) -> int:
+        """Messages sent and not yet processed or dead-lettered (queued, in hand or retrying)."""
+        with self._idle:
+            return self._in_flight
 
     @property
     def dead_letters(self) -> list[Path]:
@@ -149,11 +159,15 @@ class PrecomputeQueue:
                 }
             ]
         }
+        started = time.perf_counter()
         try:
             failed = self._processor.process(parse_invocation(event)).failed
             reason = "reported failed by the precompute worker" if failed else None
         except Exception as exc:  # noqa: BLE001 - a worker crash must become a retry, never a loss
             reason = f"{type(exc).__name__}: {exc}"
+        with self._idle:
+            self.processed += 1
+            self.process_ms += (time.perf_counter() - started) * 1000
         if reason is None:
             self._finish(delivery.body)
             return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 import socket
 import sys
 from dataclasses import dataclass
@@ -21,9 +23,10 @@ from imgcdn_local.cache import EdgeCache
 from imgcdn_local.queue import PrecomputeQueue
 from imgcdn_local.signed import KeyGroups
 from imgcdn_local.stack import Fallback, Stack
+from imgcdn_local.state import forget_stack, record_stack
 from imgcdn_precompute.batch import BatchProcessor
 from imgcdn_precompute.service import PrecomputeService
-from imgcore import DEFAULT_POLICY, Policy
+from imgcore import DEFAULT_POLICY, ImgcoreError, Policy
 from imgcore.storage import LocalStore, ObjectStore
 
 __all__ = [
@@ -48,6 +51,13 @@ fallback Lambda's timeout plus a margin, which bounds a render there)."""
 log = structlog.get_logger("imgcdn.local")
 
 
+class StackStartError(ImgcoreError):
+    """The stack cannot start for a reason the user can fix; the message says how."""
+
+    http_status = 400
+    permanent = True
+
+
 @dataclass(frozen=True, slots=True)
 class Stores:
     """The two stores of a stack, and where they are (for `GET /_admin/stack`)."""
@@ -55,20 +65,42 @@ class Stores:
     originals: ObjectStore
     derivatives: ObjectStore
     description: dict[str, str]
+    audit: ObjectStore
 
 
 def _stores(data_dir: Path, s3_endpoint: str | None) -> Stores:
     if s3_endpoint is None:
         folders = {n: str((data_dir / n).resolve()) for n in ("originals", "derivatives", "audit")}
-        LocalStore(data_dir / "audit", versioned=True)  # created now, written by takedowns
         return Stores(
             LocalStore(data_dir / "originals", versioned=True),
             LocalStore(data_dir / "derivatives"),
             {"kind": "local", **folders},
+            LocalStore(data_dir / "audit", versioned=True),  # created now, written by takedowns
         )
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - S3 only
+
     originals, derivatives, audit = (
         S3Store(b, endpoint_url=s3_endpoint) for b in (*LOCAL_BUCKETS, LOCAL_AUDIT_BUCKET)
     )
+    try:
+        _create_buckets(originals, derivatives, audit)
+    except (BotoCoreError, ClientError) as exc:
+        msg = (
+            f"--s3-endpoint {s3_endpoint}: {exc}; allowed: the URL of a running S3-compatible "
+            "server (e.g. moto_server's http://127.0.0.1:5000), or no --s3-endpoint for folders"
+        )
+        raise StackStartError(msg) from None
+    described = {
+        "kind": "s3",
+        "endpoint": s3_endpoint,
+        "originals": originals.bucket,
+        "derivatives": derivatives.bucket,
+        "audit": audit.bucket,
+    }
+    return Stores(originals, derivatives, described, audit)
+
+
+def _create_buckets(originals: S3Store, derivatives: S3Store, audit: S3Store) -> None:
     for store in (originals, derivatives, audit):
         existing = {b["Name"] for b in store.client.list_buckets().get("Buckets", [])}
         if store.bucket not in existing:
@@ -77,14 +109,6 @@ def _stores(data_dir: Path, s3_endpoint: str | None) -> Stores:
         store.client.put_bucket_versioning(
             Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
         )
-    described = {
-        "kind": "s3",
-        "endpoint": s3_endpoint,
-        "originals": originals.bucket,
-        "derivatives": derivatives.bucket,
-        "audit": audit.bucket,
-    }
-    return Stores(originals, derivatives, described)
 
 
 def _fallback(stores: Stores, policy: Policy) -> Fallback:
@@ -127,6 +151,7 @@ def build_stack(
             "policy": policy.model_dump(mode="json"),
         },
         key_groups=key_groups,
+        audit=stores.audit,
     )
     queue.set_on_done(stack.message_done)
     return stack
@@ -278,21 +303,50 @@ def serve(
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))  # bound here so that --port 0 still prints the real URL
+    _bind(sock, host, port)  # bound here so that --port 0 still prints the real URL
     bound_port = sock.getsockname()[1]
     shown = host if ":" not in host else f"[{host}]"
     base_url = f"http://{shown}:{bound_port}"
-    stack = build_stack(
-        data_dir,
-        s3_endpoint=s3_endpoint,
-        base_url=base_url,
-        workers=workers,
-        key_groups=key_groups,
-    )
+    try:
+        stack = build_stack(
+            data_dir,
+            s3_endpoint=s3_endpoint,
+            base_url=base_url,
+            workers=workers,
+            key_groups=key_groups,
+        )
+    except BaseException:
+        sock.close()
+        raise
     server = _Server(server_config(stack))
     where = s3_endpoint or str(data_dir.resolve())
     print(f"imgcdn dev: serving {base_url}/ (data: {where}); Ctrl-C stops", flush=True)  # noqa: T201
+    # `imgcdn upload` finds this stack from the data folder's stack.json: name it if not default.
+    data_hint = "" if data_dir == Path(".imgcdn") else f" --data {shlex.quote(str(data_dir))}"
+    print(f"imgcdn dev: upload with: imgcdn upload PHOTO.jpg --tenant demo{data_hint}", flush=True)  # noqa: T201
     # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests, runs lifespan end.
-    server.run(sockets=[sock])
+    record_stack(data_dir, base_url)  # so that `imgcdn upload` finds it without --url
+    try:
+        server.run(sockets=[sock])
+    finally:
+        forget_stack(data_dir)
     print("imgcdn dev: stopped", flush=True)  # noqa: T201
     return 0
+
+
+def _bind(sock: socket.socket, host: str, port: int) -> None:
+    """Bind `sock`, or say in one line why not and what to do instead."""
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            msg = (
+                f"port {port} on {host} is already in use (another imgcdn dev?); "
+                "pick another with --port N, or --port 0 for any free port"
+            )
+        elif exc.errno == errno.EACCES:
+            msg = f"port {port} on {host} needs privileges; allowed: --port 1024-65535, or 0"
+        else:
+            msg = f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host and --port"
+        raise StackStartError(msg) from None

@@ -189,6 +189,8 @@ class Counters:
     """Viewer requests answered with an expired copy because the origin group failed."""
     uploads: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    fallback_ms: float = 0.0
+    """Total time of the fallback invocations (on-demand renders), milliseconds."""
 
 
 class Stack:
@@ -209,15 +211,18 @@ class Stack:
         description: Mapping[str, Any] | None = None,
         key_groups: KeyGroups | None = None,
         render_slots: int = RENDER_SLOTS,
+        audit: ObjectStore | None = None,
     ) -> None:
         """Wire the stack to its stores, the fallback handler and the precompute queue.
 
         `description` is what `GET /_admin/stack` tells a client such as `imgcdn takedown`:
         where the stores are, the audit store, the render window. `render_slots`: fallback
-        renders at once (see `RENDER_SLOTS`).
+        renders at once (see `RENDER_SLOTS`). `audit` is that audit store, for the console's
+        takedown button.
         """
         self.originals = originals
         self.derivatives = derivatives
+        self.audit = audit
         self.fallback = fallback
         self.queue = queue
         self.originals_bucket = originals_bucket
@@ -368,7 +373,11 @@ class Stack:
         self.counters.fallback_invocations += 1
         # Each call may take a render's worth of memory: bound how many run at once.
         with self._render_slots:
-            answer = self.fallback(function_url_event("GET", uri, {"accept": "*/*"}))
+            started = time.perf_counter()
+            try:
+                answer = self.fallback(function_url_event("GET", uri, {"accept": "*/*"}))
+            finally:
+                self.counters.fallback_ms += (time.perf_counter() - started) * 1000
         raw = answer.get("body") or ""
         body = base64.b64decode(raw) if answer.get("isBase64Encoded") else str(raw).encode()
         headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
@@ -621,6 +630,10 @@ class Stack:
             "cached_objects": len(self.cache),
             "pending_uploads": len(list(self._pending.glob("*.json"))),
             "dead_letters": len(self.queue.dead_letters),
+            "queue_depth": self.queue.depth,
+            "precompute_renders": self.queue.processed,
+            "precompute_ms": round(self.queue.process_ms, 1),
+            "fallback_ms": round(c.fallback_ms, 1),
             "by_status": {str(k): v for k, v in sorted(c.by_status.items())},
         }
 

@@ -20,6 +20,7 @@ from imgcore.policy import DEFAULT_POLICY
 __all__ = ["configure_backfill"]
 
 EXIT_ERRORS = 1
+"""Something was not rendered: an original failed or was rejected, or a store faulted."""
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 
@@ -139,7 +140,8 @@ def _run_backfill(args: argparse.Namespace) -> int:
     emit(args, result, _summary_text(summary))
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_ERRORS if summary.errors else 0
+    # A script must see that the catalogue is not all rendered, not only that nothing crashed.
+    return EXIT_ERRORS if summary.errors or summary.failed or summary.rejected else 0
 
 
 def configure_backfill(subparsers: Any) -> None:
@@ -153,6 +155,10 @@ def configure_backfill(subparsers: Any) -> None:
             "machine, the CDK app runs the same service on Step Functions Distributed Map. "
             "A catalogue is two stores, so a single --store is two options here: --originals "
             "(what is read) and --derivatives (what is written)."
+        ),
+        epilog=(
+            "Exit status: 0 when every original is rendered or was already; 1 when any failed, "
+            "was rejected or met a storage fault (the summary lists them); 130 when interrupted."
         ),
     )
     parser.add_argument(
