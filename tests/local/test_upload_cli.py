@@ -48,6 +48,10 @@ def dying_stack() -> Iterator[str]:
 
     def run() -> None:
         with server:
+            health, _ = server.accept()  # `imgcdn upload` checks the stack answers first
+            with health:
+                health.recv(65536)
+                health.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             first, _ = server.accept()
             with first:
                 _read_request(first)
@@ -114,8 +118,11 @@ def test_a_stack_that_is_not_running_stores_nothing_and_says_how_to_start_it(
     a, b, _ = _files(tmp_path)
     assert main(["upload", "--tenant", "acme", "--url", f"http://127.0.0.1:{port}", a, b]) == 2
     out, err = capsys.readouterr()
-    assert f"{a}: not stored; not sent: {b}" in out
-    assert "Connection refused); start it with: imgcdn dev" in err
+    assert out == ""  # refused before the first file is sent: nothing is in doubt
+    assert err.startswith(f"imgcdn upload: cannot reach the local stack at http://127.0.0.1:{port}")
+    assert "Connection refused" in err
+    assert err.strip().endswith("check --url, or start: imgcdn dev")
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
