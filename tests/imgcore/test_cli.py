@@ -89,3 +89,14 @@ def test_a_closed_pipe_ends_quietly(
         assert main(["policy"]) == 141
         monkeypatch.undo()
     assert capsys.readouterr().err == ""
+
+
+def test_policy_keys_prints_the_key_space_of_one_image(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "--keys", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "keys_per_image": 9443,
+        "boxes": 497,
+        "encodings": 19,
+    }
+    assert main(["policy", "--keys"]) == 0
+    assert capsys.readouterr().out.startswith("one image version has at most 9,443 distinct")

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 from imgcore.errors import ImgcoreError
 from imgcore.keys import ContentClass
+from imgcore.keyspace import key_space
 from imgcore.params import canonicalize
 from imgcore.policy import DEFAULT_POLICY
 from imgcore.signing import SigningKey, sign_url
@@ -174,6 +175,16 @@ def configure_probe(subparsers: Subparsers) -> None:
 
 
 def _run_policy(args: argparse.Namespace) -> int:
+    if args.keys:
+        space = key_space(DEFAULT_POLICY)
+        data = {"keys_per_image": space.keys, "boxes": space.boxes, "encodings": space.encodings}
+        text = (
+            f"one image version has at most {space.keys:,} distinct cache keys: "
+            f"{space.boxes} boxes (full, each width, each height, each width x ratio x fit "
+            f"and gravity) x {space.encodings} encodings (each lossy format x quality, PNG)"
+        )
+        emit(args, data, text)
+        return 0
     # The policy is JSON either way; --json is accepted as on every other command.
     text = DEFAULT_POLICY.to_json() if args.compact else DEFAULT_POLICY.model_dump_json(indent=2)
     print(text)  # noqa: T201 - CLI output
@@ -186,6 +197,11 @@ def configure_policy(subparsers: Subparsers) -> None:
     parser.add_argument("--compact", action="store_true", help="canonical one-line JSON")
     parser.add_argument(
         "--json", action="store_true", help="print JSON (the default: the policy is JSON)"
+    )
+    parser.add_argument(
+        "--keys",
+        action="store_true",
+        help="print instead how many distinct cache keys one image version can have",
     )
     parser.set_defaults(run=_run_policy)
 
